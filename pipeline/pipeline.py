@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen  # not in tfx.v1: the custom-executor gen
 from tfx.components.example_gen.custom_executors import parquet_executor
-from tfx.dsl.components.base import executor_spec
+from tfx.dsl.components.base import base_component, executor_spec
 
 from pipeline import evaluation
 from pipeline.config import TrainingConfig, trainer_config, transform_config
@@ -133,7 +133,9 @@ def create_pipeline(
         beam_pipeline_args=list(beam_pipeline_args or []))
 
 
-def _example_gen(data_format: str, data_root: str, train_pattern: str | None, eval_pattern: str | None):
+def _example_gen(data_format: str, data_root: str, train_pattern: str | None = None,
+                 eval_pattern: str | None = None) -> base_component.BaseComponent:
+    """The ExampleGen of ``create_pipeline``: globs per split, or a 4:1 hash split without them."""
     if train_pattern is None:
         input_config, output_config = None, tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
             tfx.proto.SplitConfig.Split(name="train", hash_buckets=4),

@@ -63,7 +63,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # Every task saves (saving may need the other workers); only the chief's copy is the model.
         serving_dir = fn_args.serving_model_dir if chief else os.path.join(model_run_dir, "serving")
         model.save(os.path.join(model_run_dir, KERAS_MODEL_FILE))
-        export_serving_model(model, tft_output, spec, serving_dir)
+        export_serving_model(_plain_copy(model, spec, training, strategy), tft_output, spec, serving_dir)
         _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, history.history, training)
 
 
@@ -91,6 +91,22 @@ def _build(spec: FeatureSpec, training: TrainingConfig) -> keras.Model:
         raise ValueError(f"model '{training.model}' trains outputs {model.label_map}, the Evaluator expects {expected}")
     model.compile(optimizer=keras.optimizers.Adam(training.learning_rate))
     return model
+
+
+def _plain_copy(model: keras.Model, spec: FeatureSpec, training: TrainingConfig,
+                strategy: tf.distribute.Strategy) -> keras.Model:
+    """The trained model with ordinary variables, for export.
+
+    Signatures traced over distributed variables cannot always be saved
+    (MultiWorkerMirroredStrategy: "ConcreteFunction that uses distributed variables
+    in certain way cannot be saved"), so a distributed model is rebuilt outside the
+    strategy and given the trained weights.
+    """
+    if strategy is tf.distribute.get_strategy():  # the default strategy: nothing distributed
+        return model
+    copy = _build(spec, training)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _dataset(files: list[str], data_accessor, tft_output: tft.TFTransformOutput, spec: FeatureSpec,

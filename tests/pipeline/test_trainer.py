@@ -116,8 +116,6 @@ def test_mirrored_strategy_on_two_logical_cpus(transform_output, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="failed in a clean-clone CI run on a loaded 2-core machine; "
-                   "cause not yet diagnosed (issue #4 note)")
 def test_multi_worker_mirrored_strategy_from_tf_config(transform_output, tmp_path):
     """Two worker processes on localhost, as a TF_CONFIG cluster; the chief writes the model."""
     ports = [_free_port(), _free_port()]

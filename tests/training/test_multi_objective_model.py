@@ -70,6 +70,18 @@ def test_losses_respect_objective_sample_weights(data):
     assert (result["q_accuracy"], result["q_revenue"], result["q_cvr"]) == (1.0, 0.5, 2.0)
 
 
+def test_rank_one_labels_do_not_broadcast(data):
+    # ``[B]`` labels against ``[B, 1]`` heads with a bare loss function: must not become ``[B, B]``.
+    x, y = data
+    model = MultiObjectiveModel(two_task_model(), {"ctr": "binary_crossentropy", "cvr": "binary_crossentropy"})
+    model.compile(optimizer="sgd")
+    flat = {k: v.reshape(-1) for k, v in y.items()}
+    got = model.evaluate(x, flat, batch_size=64, verbose=0, return_dict=True)
+    pred = model.predict(x, verbose=0)
+    assert got["loss_ctr"] == pytest.approx(bce(y["ctr"], pred["ctr"]).mean(), rel=1e-5)
+    assert got["loss_cvr"] == pytest.approx(bce(y["cvr"], pred["cvr"]).mean(), rel=1e-5)
+
+
 def test_train_step_matches_manual_gradient_step(data):
     x, y = data
     base, reference = two_task_model(seed=1, regularizer="l2"), two_task_model(seed=1, regularizer="l2")

@@ -123,3 +123,19 @@ def test_task_aucs_match_sklearn():
         assert got[task] == pytest.approx(roc_auc_score(y[task], p[task]), abs=2e-3)
     metrics = M.auc_metrics(["ctr", "cvr"])
     assert set(metrics) == {"ctr", "cvr"} and metrics["ctr"][0].name == "auc"
+
+
+def test_retrieval_with_row_index_ids_int64_exclusions_and_chunks():
+    # No candidate ids (tfrs uses int32 row indices) and numpy int64 exclusions padded with -1,
+    # answered in uneven chunks (7 queries, chunks of 3): same lists as one numpy ranking.
+    rng = np.random.default_rng(3)
+    queries, candidates = rng.normal(size=(7, 4)), rng.normal(size=(20, 4))
+    exclude = np.full((7, 3), -1, np.int64)
+    order = np.argsort(-(queries @ candidates.T), axis=1)
+    for q in range(7):
+        exclude[q, : q % 3 + 1] = order[q, : q % 3 + 1]  # drop the best 1-3 items
+    want = np.stack([[i for i in order[q] if i not in exclude[q]][:5] for q in range(7)])
+    _, top = M.retrieve_top_k(queries, candidates, k=5, exclude=exclude, query_batch_size=3)
+    np.testing.assert_array_equal(top.numpy(), want)
+    _, whole = M.retrieve_top_k(queries, candidates, k=5, query_batch_size=3)
+    np.testing.assert_array_equal(whole.numpy(), order[:, :5])

@@ -33,7 +33,8 @@ __all__ = ["retrieve_top_k", "top_k_from_scores", "hits_at_k", "hit_at_k", "reve
 
 
 # ---------------------------------------------------------------- top-K lists
-def retrieve_top_k(query_embeddings, candidate_embeddings, k: int = 10, candidate_ids=None, exclude=None):
+def retrieve_top_k(query_embeddings, candidate_embeddings, k: int = 10, candidate_ids=None, exclude=None,
+                   query_batch_size: int | None = None):
     """Exact top-K retrieval by dot product through ``tfrs.layers.factorized_top_k.BruteForce``.
 
     Args:
@@ -41,7 +42,11 @@ def retrieve_top_k(query_embeddings, candidate_embeddings, k: int = 10, candidat
       candidate_embeddings: ``[I, D]``.
       k: list length.
       candidate_ids: ``[I]`` identifiers returned instead of row indices.
-      exclude: ``[Q, E]`` ids to leave out per query (e.g. the user's training items).
+      exclude: ``[Q, E]`` ids to leave out per query (e.g. the user's training items; pad
+        ragged rows with an id that is no candidate, such as -1).
+      query_batch_size: answer the queries in chunks of this size. tfrs compares every
+        retrieved id with every excluded one (``Q x (k + E) x E`` booleans), so chunk
+        when ``E`` is large (a user's whole history).
 
     Returns:
       ``(scores [Q, k], ids [Q, k])``, best first.
@@ -54,11 +59,33 @@ def retrieve_top_k(query_embeddings, candidate_embeddings, k: int = 10, candidat
 
     index = tfrs.layers.factorized_top_k.BruteForce(k=k)
     candidate_embeddings = tf.convert_to_tensor(candidate_embeddings, tf.float32)
-    index.index(candidate_embeddings, None if candidate_ids is None else tf.convert_to_tensor(candidate_ids))
+    ids = None if candidate_ids is None else tf.convert_to_tensor(candidate_ids)
+    index.index(candidate_embeddings, ids)
     queries = tf.convert_to_tensor(query_embeddings, tf.float32)
     if exclude is not None:
-        return index.query_with_exclusions(queries, tf.convert_to_tensor(exclude), k=k)
-    return index(queries, k=k)
+        exclude = tf.convert_to_tensor(exclude)
+        # tfrs compares with ``==``: the row indices it uses without ids are int32, numpy ids int64.
+        id_dtype = tf.int32 if ids is None else ids.dtype
+        if exclude.dtype.is_integer and id_dtype.is_integer:
+            exclude = tf.cast(exclude, id_dtype)
+    num_queries = int(queries.shape[0])
+    size = max(int(query_batch_size or num_queries), 1)
+    if num_queries > size and num_queries % size:
+        # Pad the last chunk to the common shape: tfrs' traced query function is then reused.
+        pad = size - num_queries % size
+        queries = tf.concat([queries, tf.zeros([pad, queries.shape[1]], queries.dtype)], 0)
+        if exclude is not None:
+            exclude = tf.concat([exclude, tf.repeat(exclude[:1], pad, axis=0)], 0)
+    chunks = []
+    for start in range(0, max(int(queries.shape[0]), 1), size):
+        part = queries[start:start + size]
+        if exclude is not None:
+            chunks.append(index.query_with_exclusions(part, exclude[start:start + size], k=k))
+        else:
+            chunks.append(index(part, k=k))
+    scores, ids = (chunks[0] if len(chunks) == 1 else
+                   (tf.concat([c[0] for c in chunks], 0), tf.concat([c[1] for c in chunks], 0)))
+    return scores[:num_queries], ids[:num_queries]
 
 
 def top_k_from_scores(scores, k: int = 10, exclude_mask=None) -> tf.Tensor:

@@ -245,6 +245,11 @@ class MultiObjectiveModel(keras.Model):
 
 def _per_example_loss(loss_fn, y_true, y_pred) -> tf.Tensor:
     """``[B]`` unreduced loss; extra per-example axes are averaged (as Keras does)."""
+    y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
+    # Labels ``[B]`` against a ``[B, 1]`` head: without this a bare loss function (e.g.
+    # ``"binary_crossentropy"``) broadcasts to ``[B, B]`` and silently trains on nonsense.
+    if y_true.shape.rank is not None and y_pred.shape.rank == y_true.shape.rank + 1 and y_pred.shape[-1] == 1:
+        y_true = tf.expand_dims(y_true, -1)
     if isinstance(loss_fn, keras.losses.Loss):
         values = loss_fn.call(y_true, y_pred)  # ``call`` skips the reduction of ``__call__``
     else:
