@@ -36,6 +36,15 @@ def choose_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     raise ValueError(f"unknown distribution {kind!r}")
 
 
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The public name of ``strategy`` (MultiWorkerMirroredStrategy is a CollectiveAllReduceStrategy inside TF)."""
+    for name in ("MultiWorkerMirroredStrategy", "MirroredStrategy", "OneDeviceStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, name)):
+            return name
+    return "default" if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy() else \
+        type(strategy).__name__
+
+
 def cluster_workers() -> int:
     """Chief plus workers named in TF_CONFIG (0 without TF_CONFIG)."""
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})

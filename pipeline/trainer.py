@@ -22,7 +22,7 @@ from tfx_bsl.public import tfxio
 
 from pipeline import signatures
 from pipeline.config import TrainingConfig, read_trainer_config
-from pipeline.distribution import choose_strategy, is_chief, precision_policy
+from pipeline.distribution import choose_strategy, is_chief, precision_policy, strategy_name
 from pipeline.transform import fitted_spec
 from tfmtl import export
 from tfmtl._keras import keras
@@ -133,7 +133,7 @@ def _dataset(files: list[str], data_accessor, tft_output: tft.TFTransformOutput,
 
 def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, history: Mapping[str, list],
                   training: TrainingConfig) -> None:
-    report = {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+    report = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
               "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
               "history": {name: [float(v) for v in values] for name, values in history.items()}}
     with tf.io.gfile.GFile(path, "w") as f:
