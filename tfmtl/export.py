@@ -8,7 +8,8 @@ Signatures (every output is one float32 probability per example, shape ``[batch]
 
 - ``serving_default``: the spec's raw features by name, each ``[batch]`` (string
   categoricals ``tf.string``, integer-coded categoricals ``tf.int64``, numerics
-  ``tf.float32``) -> ``{output: [batch]}`` (one per task; ESMM: ctr, cvr, ctcvr).
+  ``tf.float32``), plus the model's extra inputs -> ``{output: [batch]}`` (one per
+  task; ESMM: ctr, cvr, ctcvr).
 - ``serving_tf_example``: ``examples``, serialized ``tf.Example`` ``[batch]`` -> the
   same outputs. A missing feature takes the value a missing raw value takes in
   training: ``""`` / ``-1`` (out of vocabulary) or NaN (the mean).
@@ -20,6 +21,17 @@ Signatures (every output is one float32 probability per example, shape ``[batch]
 
 There are no ``classification``/``regression`` aliases: with several tasks, "the"
 classifier would be an arbitrary one, so clients name the task.
+
+Extra inputs: a model with inputs beyond the spec (declared by
+:meth:`~tfmtl.models.base.MultiTaskModel.extra_inputs`, e.g. MAMEX's modalities)
+has them in every signature under their Keras input names, with the Keras
+input's dtype and shape: a float vector ``[batch, k]``, a text ``[batch]``. In a
+``tf.Example`` a vector is one ``float_list`` of ``k`` values and a text one
+``bytes_list`` value; a missing float extra becomes all-NaN and a missing string
+extra ``""`` (MAMEX: the modality is missing), while an integer extra has no
+default and must be present. Made-up warmup rows hold zeros (strings: ``""``);
+with a DataFrame the extras come from ``model.make_dataset`` (or a column of that
+name holding the values).
 
 The SavedModel holds only the signatures and the variables, lookup tables and
 assets they use (no Keras metadata, no optimizer state): it loads with
@@ -78,6 +90,7 @@ Warmup = Union[pd.DataFrame, None, bool]
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MISSING = {tf.string: b"", tf.int64: -1}  # the OOV values feature_arrays uses for missing data
+Extras = Mapping[str, tf.TensorSpec]
 
 
 def export_saved_model(model: tf.Module, export_dir_base: str, model_name: str, *, version: int | None = None,
@@ -135,13 +148,14 @@ def save_signatures(obj: tf.Module, path: str, spec: FeatureSpec | Mapping | Non
     if not isinstance(obj, tf.Module):
         raise TypeError(f"export needs a Keras model or tf.Module, got {type(obj).__name__}")
     spec = _resolve_spec(obj, spec)
+    extras: Extras = {}
     if raw_fn is None:
-        _check_raw_inputs(obj, spec)
+        extras = _check_raw_inputs(obj, spec)
         raw_fn = _call_model(obj)
-    rows = _warmup_rows(spec, warmup, warmup_records)
+    rows = _warmup_rows(spec, warmup, warmup_records, obj, extras)
     path = os.fspath(path)
     _check_free(path)
-    signatures, methods = _signatures(raw_fn, spec, outputs)
+    signatures, methods = _signatures(raw_fn, spec, outputs, extras)
     clash = sorted(set(extra_signatures or {}) & set(signatures))
     if clash:
         raise ValueError(f"extra_signatures {clash} clash with the serving signatures")
@@ -153,17 +167,18 @@ def save_signatures(obj: tf.Module, path: str, spec: FeatureSpec | Mapping | Non
 
 
 # ------------------------------------------------------------------ signatures
-def _signatures(raw_fn: RawFn, spec: FeatureSpec, outputs: Sequence[str] | None):
+def _signatures(raw_fn: RawFn, spec: FeatureSpec, outputs: Sequence[str] | None, extras: Extras):
     """``({signature name: concrete function}, {signature name: method name})``."""
-    predict = tf.function(lambda raw: _probabilities(raw_fn(raw), outputs),
-                          input_signature=[serving_signature(spec)])
+    raw_signature = {**serving_signature(spec), **extras}
+    predict = tf.function(lambda raw: _probabilities(raw_fn(raw), outputs), input_signature=[raw_signature])
     names = list(predict.get_concrete_function().structured_outputs)
-    example_features = _example_features(spec)
+    example_features = {**_example_features(spec), **_extra_example_features(extras)}
 
     # One shared function: parsing and the model are traced once for every example signature.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def from_examples(serialized):
-        return predict(tf.io.parse_example(serialized, example_features))
+        parsed = tf.io.parse_example(serialized, example_features)
+        return predict({name: tf.cast(parsed[name], ts.dtype) for name, ts in raw_signature.items()})
 
     def tf_example(examples):
         return from_examples(examples)
@@ -227,6 +242,21 @@ def _example_features(spec: FeatureSpec) -> dict[str, tf.io.FixedLenFeature]:
     """``tf.io.parse_example`` features; a missing key gets the value a missing raw value gets."""
     return {name: tf.io.FixedLenFeature([], ts.dtype, default_value=_MISSING.get(ts.dtype, np.nan))
             for name, ts in serving_signature(spec).items()}
+
+
+def _extra_example_features(extras: Extras) -> dict[str, tf.io.FixedLenFeature]:
+    """Extra inputs in a ``tf.Example``: all-NaN / ``""`` when missing (MAMEX: a missing modality)."""
+    features = {}
+    for name, ts in extras.items():
+        shape = ts.shape[1:].as_list()
+        if ts.dtype == tf.string:
+            features[name] = tf.io.FixedLenFeature(shape, tf.string, default_value=np.full(shape, b"", object))
+        elif ts.dtype.is_floating:
+            features[name] = tf.io.FixedLenFeature(shape, tf.float32,
+                                                   default_value=np.full(shape, np.nan, np.float32))
+        else:  # integers: no value means "missing" for every model, so the feature is required
+            features[name] = tf.io.FixedLenFeature(shape, tf.int64)
+    return features
 
 
 def _call_model(model: tf.Module) -> RawFn:
@@ -348,16 +378,52 @@ def _copy_tree(source: str, target: str) -> None:
 
 
 # ------------------------------------------------------------------ warmup rows
-def _warmup_rows(spec: FeatureSpec, warmup: Warmup, count: int) -> dict[str, np.ndarray] | None:
+def _warmup_rows(spec: FeatureSpec, warmup: Warmup, count: int, model: tf.Module | None = None,
+                 extras: Extras | None = None) -> dict[str, np.ndarray] | None:
     if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= count <= MAX_WARMUP_RECORDS:
         raise ValueError(f"warmup_records must be an integer in [1, {MAX_WARMUP_RECORDS}], got {count!r}")
+    extras = extras or {}
     if warmup is False:
         return None
     if warmup is None:
-        return _made_up_rows(spec, count)
+        return {**_made_up_rows(spec, count), **_made_up_extras(extras, count)}
     if isinstance(warmup, pd.DataFrame):
-        return spec.feature_arrays(warmup.head(count))
+        rows = warmup.head(count)
+        return {**spec.feature_arrays(rows), **(_extra_rows(model, rows, extras) if extras else {})}
     raise TypeError(f"warmup must be a DataFrame, None (made-up rows) or False (none), got {type(warmup).__name__}")
+
+
+def _made_up_extras(extras: Extras, count: int) -> dict[str, np.ndarray]:
+    """Zeros for numeric extra inputs, ``""`` for string ones."""
+    rows = {}
+    for name, ts in extras.items():
+        shape = [count, *ts.shape[1:].as_list()]
+        rows[name] = np.full(shape, "", object) if ts.dtype == tf.string else np.zeros(shape, ts.dtype.as_numpy_dtype)
+    return rows
+
+
+def _extra_rows(model: tf.Module, df: pd.DataFrame, extras: Extras) -> dict[str, np.ndarray]:
+    """The extra inputs of warmup rows: from ``model.make_dataset(df)``, else from a column of that name."""
+    batch = {}
+    make_dataset = getattr(model, "make_dataset", None)
+    if callable(make_dataset) and len(df):
+        batch = next(iter(make_dataset(df, with_labels=False, batch_size=len(df))))
+    rows = {}
+    for name, ts in extras.items():
+        if name in batch:
+            values = batch[name].numpy()
+        elif name in df.columns:
+            values = np.stack([np.asarray(v) for v in df[name]]) if len(df) else np.zeros([0], np.float32)
+        else:
+            raise ValueError(f"the warmup DataFrame has no values for the model's extra input '{name}' "
+                             "(model.make_dataset does not give it and there is no such column); pass warmup=None "
+                             "for made-up rows")
+        values = values.astype(object) if ts.dtype == tf.string else values.astype(ts.dtype.as_numpy_dtype)
+        if not ts.shape[1:].is_compatible_with(values.shape[1:]):
+            raise ValueError(f"warmup values of extra input '{name}' have shape {list(values.shape)}; "
+                             f"the model takes {ts.shape}")
+        rows[name] = values
+    return rows
 
 
 def _made_up_rows(spec: FeatureSpec, count: int) -> dict[str, np.ndarray]:
@@ -384,20 +450,36 @@ def _resolve_spec(obj: tf.Module, spec: FeatureSpec | Mapping | None) -> Feature
     return FeatureSpec.coerce(spec)
 
 
-def _check_raw_inputs(model: tf.Module, spec: FeatureSpec) -> None:
-    """Without ``raw_fn`` the model itself must take exactly the spec's raw features."""
+def _check_raw_inputs(model: tf.Module, spec: FeatureSpec) -> dict[str, tf.TensorSpec]:
+    """Without ``raw_fn`` the model itself must take the spec's raw features; returns its other inputs.
+
+    Those extra inputs (e.g. MAMEX's modalities) join the signatures with the
+    Keras input's name, dtype and shape (``[batch, ...]``, known beyond the batch).
+    """
     if not callable(model):
         raise TypeError(f"{type(model).__name__} is not callable; pass raw_fn=")
     names, tensors = getattr(model, "input_names", None), getattr(model, "inputs", None)
     if not names or not tensors:
-        return  # a subclassed model: its call decides
+        return {}  # a subclassed model: its call decides
     raw = {name: ts.dtype for name, ts in serving_signature(spec).items()}
     got = {name: tensor.dtype for name, tensor in zip(names, tensors)}
-    if got != raw:
+    if {name: dtype for name, dtype in got.items() if name in raw} != raw:
         raise ValueError(
             f"the model's inputs {_describe(got)} are not the spec's raw features {_describe(raw)}. A model on "
             "encoded inputs (TFX Transform output) needs raw_fn=lambda raw: model(tft_layer(raw)) and "
-            "track=[tft_layer]; a model with extra inputs needs a raw_fn that supplies them.")
+            "track=[tft_layer].")
+    return {name: _extra_spec(name, tensor) for name, tensor in zip(names, tensors) if name not in raw}
+
+
+def _extra_spec(name: str, tensor) -> tf.TensorSpec:
+    shape, dtype = tf.TensorShape(tensor.shape), tf.as_dtype(tensor.dtype)
+    if shape.rank is None or shape.rank < 1 or not shape[1:].is_fully_defined():
+        raise ValueError(f"the model's extra input '{name}' has shape {shape}; a serving signature needs "
+                         "[batch, ...] with every dimension after the batch known")
+    if not (dtype == tf.string or dtype.is_floating or dtype.is_integer):
+        raise ValueError(f"the model's extra input '{name}' is {dtype.name}; serving signatures take string, "
+                         "float or integer extra inputs")
+    return tf.TensorSpec([None, *shape[1:].as_list()], dtype, name=name)
 
 
 def _describe(dtypes: Mapping[str, tf.DType]) -> str:
