@@ -32,7 +32,6 @@ they rated; ranked by predicted click). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -43,6 +42,8 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _report  # noqa: E402
 
 from tfmtl._keras import keras  # noqa: E402
 from tfmtl.datasets import movielens  # noqa: E402
@@ -245,21 +246,10 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(RESULTS, "coldstart"))
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the .json")
     args = parser.parse_args(argv)
-    if args.report_only:
-        with open(args.out + ".json") as f:
-            results = json.load(f)
-    elif not movielens.is_available():
-        sys.exit("MovieLens-100k is missing: run `python -m tfmtl.datasets.movielens fetch` first")
-    else:
-        results = run(args)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w") as f:
-        json.dump(results, f, indent=1)
-    with open(args.out + ".md", "w") as f:
-        f.write(markdown(results))
-    if results["modality_weights"]:
-        plot_weights(results, args.out + ".png")
-    print(markdown(results))
+    results = _report.run_or_reload(args, run, movielens.is_available,
+                                    "MovieLens-100k is missing: run `python -m tfmtl.datasets.movielens fetch` first")
+    _report.save_report(args.out, results, markdown(results),
+                        (lambda path: plot_weights(results, path)) if results["modality_weights"] else None)
 
 
 if __name__ == "__main__":

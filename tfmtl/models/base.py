@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -159,6 +160,17 @@ class MultiTaskModel(keras.Model):
             x, batch_size = self.make_dataset(x, with_labels=False,
                                               batch_size=batch_size or DEFAULT_BATCH_SIZE * 4), None
         return super().predict(x, batch_size, *args, **kwargs)
+
+    def probe(self, tensor, x, batch_size: int | None = None):
+        """Values of an internal Keras ``tensor`` of this model for every example of ``x``.
+
+        ``x``: a DataFrame or a dataset of feature batches. Batch by batch, eagerly: a
+        diagnostic (gate or modality weights) should not pay for tracing a predict function.
+        """
+        probe = keras.Model(self.inputs, tensor)
+        if isinstance(x, pd.DataFrame):
+            x = self.make_dataset(x, with_labels=False, batch_size=batch_size or DEFAULT_BATCH_SIZE * 4)
+        return np.concatenate([probe(batch, training=False).numpy() for batch in x])
 
     # ------------------------------------------------------ serialisation
     def get_config(self) -> dict:

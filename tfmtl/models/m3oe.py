@@ -125,12 +125,7 @@ class M3oE(MultiTaskModel):
         ``x``: a DataFrame or a dataset of feature batches.
         """
         layer = self.get_layer("m3oe")
-        gates = layer(layer.input, return_gates=True)[1]
-        probe = keras.Model(self.inputs, gates)
-        if isinstance(x, pd.DataFrame):
-            x = self.make_dataset(x, with_labels=False, batch_size=batch_size or 1024)
-        # Batch by batch, eagerly: a diagnostic should not pay for tracing a predict function.
-        return np.concatenate([probe(batch, training=False).numpy() for batch in x])
+        return self.probe(layer(layer.input, return_gates=True)[1], x, batch_size)
 
     def fit(self, x=None, y=None, batch_size=None, *args, callbacks=None, validation_data=None, structure_data=None,
             **kwargs):

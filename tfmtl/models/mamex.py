@@ -208,12 +208,7 @@ class MAMEX(MultiTaskModel):
         ``x``: a DataFrame or a dataset of feature batches.
         """
         layer = self.get_layer("fusion")
-        weights = layer(layer.input, return_weights=True)[1]
-        probe = keras.Model(self.inputs, weights)
-        if isinstance(x, pd.DataFrame):
-            x = self.make_dataset(x, with_labels=False, batch_size=batch_size or 1024)
-        # Batch by batch, eagerly: a diagnostic should not pay for tracing a predict function.
-        return np.concatenate([probe(batch, training=False).numpy() for batch in x])
+        return self.probe(layer(layer.input, return_weights=True)[1], x, batch_size)
 
 
 def hide_modality(df: pd.DataFrame, modality: Mapping) -> pd.DataFrame:

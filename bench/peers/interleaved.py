@@ -1,0 +1,171 @@
+"""tfmtl against DeepCTR in ONE process, alternating, so machine noise hits both alike (issue #8).
+
+The per-library runs of ``bench/peers.py`` take minutes each, one after the other; on a shared machine the
+load changes between them. This script builds the same model in both libraries inside DeepCTR's venv
+(same TensorFlow 2.16.2 + tf-keras; tfmtl is imported from the repository) and alternates short timed
+chunks: each round trains every library for ``--steps`` steps and predicts the test slice once. Each
+library is used the way its users use it: DeepCTR ``model.fit`` on a dict of label-encoded numpy arrays,
+tfmtl ``model.fit`` on the raw DataFrame (vocabulary lookups and normalisation inside the model).
+
+Throughput = steady-state steps (callback timestamps, the first ``--skip`` steps of a chunk dropped) x
+batch / time; inference = test rows / ``predict`` wall time at batch 1024. Reported: the median per
+library and the median of the per-round ratios tfmtl/DeepCTR.
+
+    bench/peers/.venv-deepctr/bin/python bench/peers/interleaved.py --model mmoe --rounds 6
+
+Writes ``bench/results/peers_interleaved.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path[:0] = [HERE, REPO]
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import census_data  # noqa: E402
+import common  # noqa: E402
+import run_deepctr  # noqa: E402
+import run_tfmtl  # noqa: E402
+
+
+def main() -> None:
+    parser = common.base_parser(__doc__.split("\n")[0], census_data.add_data_args)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=60, help="training steps per library per round")
+    parser.add_argument("--skip", type=int, default=5, help="first steps of each chunk left out of the rate")
+    parser.add_argument("--test-rows", type=int, default=20000)
+    parser.add_argument("--results", default=os.path.join(REPO, "bench", "results", "peers_interleaved"))
+    args = parser.parse_args()
+    threads = common.pin_threads(args)
+
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    run_deepctr._quiet_version_check()
+    from deepctr.feature_column import DenseFeat, SparseFeat, get_feature_names
+
+    from tfmtl._keras import keras
+    from tfmtl.datasets import census
+    from tfmtl.features import FeatureSpec
+
+    # DeepCTR's inputs: label-encoded ids and scaled numerics (census_data, as in run_deepctr.py).
+    data = census_data.load(args.data_dir, args.rows)
+    columns = [SparseFeat(c, vocabulary_size=data.vocab_sizes[c], embedding_dim=args.embedding_dim)
+               for c in data.categorical_names] + [DenseFeat(c, 1) for c in data.numeric_names]
+    names = get_feature_names(columns)
+
+    def deepctr_inputs(split):
+        feats = {c: v.astype(np.int32) for c, v in split.categorical.items()}
+        feats.update(split.numeric)
+        return {n: feats[n] for n in names}
+
+    x_train, x_test = deepctr_inputs(data.train), deepctr_inputs(data.test)
+    y_train = [data.train.labels[:, 0], data.train.labels[:, 1]]
+    # tfmtl's inputs: the raw census frames (same files, same rows).
+    data_dir = args.data_dir or census_data.default_data_dir()
+    train_df = census.read_census_csv(os.path.join(data_dir, "train.csv.gz"), args.rows).reset_index(drop=True)
+    test_df = census.read_census_csv(os.path.join(data_dir, "test.csv.gz"), args.rows).reset_index(drop=True)
+    spec = FeatureSpec.from_dataframe(train_df, labels=census.LABELS, categorical=census.INTEGER_CODED,
+                                      numeric=census.NUMERIC, exclude=census.NOT_FEATURES,
+                                      embedding_dim=args.embedding_dim)
+    n_train, n_test = len(train_df), min(args.test_rows, len(test_df), len(x_test[names[0]]))
+    test_df = test_df.iloc[:n_test]
+    x_test = {k: v[:n_test] for k, v in x_test.items()}
+    chunk = args.steps * args.batch_size
+    rng = np.random.default_rng(args.seed)
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.stamps = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.stamps.append(time.perf_counter())
+
+        def rate(self):
+            steady = self.stamps[args.skip:]
+            return (len(steady) - 1) * args.batch_size / (steady[-1] - steady[0])
+
+    results = []
+    for name in common.selected_models(args.model, ("shared_bottom", "mmoe", "ple")):
+        keras.utils.set_random_seed(args.seed)
+        peer, _ = run_deepctr.build_model(name, args, columns, args.seed)
+        peer.compile(optimizer=keras.optimizers.Adam(args.lr), loss=["binary_crossentropy"] * 2)
+        ours, config = run_tfmtl.build_model(name, args, spec, list(census_data.TASKS))
+        ours.compile(optimizer=keras.optimizers.Adam(args.lr), metrics=[])
+
+        def train(library, rows, clock, peer=peer, ours=ours):
+            if library == "deepctr":
+                peer.fit({k: v[rows] for k, v in x_train.items()}, [y[rows] for y in y_train],
+                         batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0, callbacks=[clock])
+            else:
+                ours.fit(train_df.iloc[rows], batch_size=args.batch_size, epochs=1, verbose=0, callbacks=[clock])
+
+        def predict(library, peer=peer, ours=ours):
+            t0 = time.perf_counter()
+            if library == "deepctr":
+                peer.predict(x_test, batch_size=args.infer_batch, verbose=0)
+            else:
+                ours.predict(test_df, batch_size=args.infer_batch, verbose=0)
+            return n_test / (time.perf_counter() - t0)
+
+        libraries = ("deepctr", "tfmtl")
+        for library in libraries:  # warm-up: tracing and the first steps, untimed
+            train(library, rng.choice(n_train, chunk, replace=False), Clock())
+            predict(library)
+        rounds = []
+        for r in range(args.rounds):
+            row = {}
+            for library in (libraries if r % 2 == 0 else libraries[::-1]):
+                clock = Clock()
+                train(library, rng.choice(n_train, chunk, replace=False), clock)
+                row[library] = {"train": clock.rate(), "infer": predict(library)}
+            rounds.append(row)
+            print(f"[{name}] round {r}: " + ", ".join(
+                f"{lib} train {v['train']:.0f} ex/s infer {v['infer']:.0f} ex/s" for lib, v in row.items()), flush=True)
+        summary = {"model": name, "config": config, "rounds": rounds}
+        for kind in ("train", "infer"):
+            for library in libraries:
+                summary[f"{library}_{kind}"] = round(statistics.median(r[library][kind] for r in rounds), 1)
+            summary[f"ratio_{kind}"] = round(statistics.median(r["tfmtl"][kind] / r["deepctr"][kind]
+                                                               for r in rounds), 3)
+        results.append(summary)
+
+    report = {"command": "bench/peers/.venv-deepctr/bin/python " + shlex.join(sys.argv),
+              "when": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+              "load_average_at_end": os.getloadavg(), "threads": threads, "batch_size": args.batch_size,
+              "infer_batch": args.infer_batch, "steps_per_chunk": args.steps, "train_rows": n_train,
+              "test_rows": n_test, "tensorflow": tf.__version__, "results": results}
+    lines = ["# tfmtl vs DeepCTR, interleaved in one process", "",
+             f"Command: `{report['command']}`  ", f"Run: {report['when']}, {report['machine']}, load average at "
+             f"end {', '.join(f'{v:.1f}' for v in report['load_average_at_end'])}; batch {args.batch_size}, "
+             f"{args.steps} steps per chunk, {args.rounds} rounds, inference batch {args.infer_batch} on "
+             f"{n_test} test rows. Each library as its users call it: DeepCTR on label-encoded numpy arrays, "
+             "tfmtl on the raw DataFrame (lookups inside the model).", "",
+             "| model | tfmtl train ex/s | DeepCTR train ex/s | ratio | tfmtl predict ex/s | DeepCTR predict ex/s "
+             "| ratio |", "|---|---|---|---|---|---|---|"]
+    for s in results:
+        lines.append(f"| {s['model']} | {s['tfmtl_train']:.0f} | {s['deepctr_train']:.0f} | {s['ratio_train']:.2f}x "
+                     f"| {s['tfmtl_infer']:.0f} | {s['deepctr_infer']:.0f} | {s['ratio_infer']:.2f}x |")
+    lines += ["", "Ratios are medians of the per-round ratios (tfmtl / DeepCTR); > 1 means tfmtl is faster.", ""]
+    outputs = {args.results + ".json": json.dumps(report, indent=1), args.results + ".md": "\n".join(lines)}
+    for path, text in outputs.items():
+        with open(path + ".tmp", "w") as f:
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
