@@ -30,7 +30,7 @@ $(STAMP): $(REQUIREMENTS)
 DEMO_DIR := tfmtl-runs/demo
 DEMO_ROWS ?=
 demo: $(STAMP)
-	$(PY) -m pipeline run --model mmoe --model-name census --run-dir $(DEMO_DIR) \
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pipeline run --model mmoe --model-name census --run-dir $(DEMO_DIR) \
 		--serving-dir $(DEMO_DIR)/serving $(if $(DEMO_ROWS),--rows $(DEMO_ROWS))
 	$(PY) -m serving.demo --model_name census --model_base_path $(DEMO_DIR)/serving/census \
 		--csv tfmtl/datasets/data/census/test.csv.gz --rows 5
