@@ -116,7 +116,9 @@ def summarise(rows):
 
 def write_markdown(path, summary, meta):
     lines = [f"# Census Table II ({meta['config']} settings)", "",
-             f"Command: `{meta['command']}`  ",
+             f"Command: `{meta.get('commands', [meta['command']])[0]}`  ",
+             *(["Runs added by: " + "; ".join(f"`{c}`" for c in meta["commands"][1:]) + "  "]
+               if len(meta.get("commands", [])) > 1 else []),
              f"Rows: train {meta['rows']['train']}, validation {meta['rows']['validation']}, "
              f"test {meta['rows']['test']}; seeds {meta['seeds']}; epochs {meta['epochs']} (best by validation AUC); "
              f"settings {json.dumps(meta['settings'])}.  ",
@@ -179,6 +181,8 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=None, help="read only the first rows of each file")
     parser.add_argument("--out", default=None, help="output prefix (default bench/results/census_table_<config>)")
     parser.add_argument("--rewrite", action="store_true", help="only redraw .md and .png from the .json")
+    parser.add_argument("--append", action="store_true",
+                        help="add these runs to those already in the .json (e.g. a missing seed of some rows)")
     args = parser.parse_args(argv)
     if args.rewrite:
         rewrite(args.out or os.path.join(RESULTS, f"census_table_{args.config}"))
@@ -188,7 +192,13 @@ def main(argv=None):
                                 numeric_buckets=config["numeric_buckets"])
     out = args.out or os.path.join(RESULTS, f"census_table_{args.config}")
     os.makedirs(os.path.dirname(out), exist_ok=True)
-    rows = []
+    rows, commands, seeds = [], [], list(args.seeds)
+    if args.append and os.path.exists(out + ".json"):
+        with open(out + ".json") as f:
+            previous = json.load(f)
+        rows, commands = previous["runs"], previous["meta"].get("commands", [previous["meta"]["command"]])
+        seeds = sorted(set(seeds) | set(previous["meta"]["seeds"]))
+    command = "python bench/census_table.py " + " ".join(argv or sys.argv[1:])
     for seed in args.seeds:
         for name in args.models:
             start = time.perf_counter()
@@ -198,8 +208,8 @@ def main(argv=None):
             print(f"{name:14s} seed {seed}: " + " ".join(f"{t}={a:.4f}" for t, a in aucs.items())
                   + f" train {train_eps:,.0f} ex/s ({time.perf_counter() - start:.0f}s)", flush=True)
             summary = summarise(rows)
-            meta = {"config": args.config, "command": "python bench/census_table.py " + " ".join(argv or sys.argv[1:]),
-                    "seeds": args.seeds, "epochs": args.epochs, "settings": {k: v for k, v in config.items()},
+            meta = {"config": args.config, "command": command, "commands": commands + [command],
+                    "seeds": seeds, "epochs": args.epochs, "settings": {k: v for k, v in config.items()},
                     "rows": {"train": len(splits.train), "validation": len(splits.validation),
                              "test": len(splits.test)},
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
