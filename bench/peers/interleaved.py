@@ -45,7 +45,12 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=5, help="first steps of each chunk left out of the rate")
     parser.add_argument("--test-rows", type=int, default=20000)
     parser.add_argument("--results", default=os.path.join(REPO, "bench", "results", "peers_interleaved"))
+    parser.add_argument("--report-only", action="store_true", help="redraw .md and .png from the .json")
     args = parser.parse_args()
+    if args.report_only:
+        with open(args.results + ".json") as f:
+            save(json.load(f), args.results)
+        return
     threads = common.pin_threads(args)
 
     import numpy as np
@@ -147,24 +152,62 @@ def main() -> None:
               "load_average_at_end": os.getloadavg(), "threads": threads, "batch_size": args.batch_size,
               "infer_batch": args.infer_batch, "steps_per_chunk": args.steps, "train_rows": n_train,
               "test_rows": n_test, "tensorflow": tf.__version__, "results": results}
+    save(report, args.results)
+
+
+def markdown(report: dict) -> str:
     lines = ["# tfmtl vs DeepCTR, interleaved in one process", "",
              f"Command: `{report['command']}`  ", f"Run: {report['when']}, {report['machine']}, load average at "
-             f"end {', '.join(f'{v:.1f}' for v in report['load_average_at_end'])}; batch {args.batch_size}, "
-             f"{args.steps} steps per chunk, {args.rounds} rounds, inference batch {args.infer_batch} on "
-             f"{n_test} test rows. Each library as its users call it: DeepCTR on label-encoded numpy arrays, "
-             "tfmtl on the raw DataFrame (lookups inside the model).", "",
+             f"end {', '.join(f'{v:.1f}' for v in report['load_average_at_end'])}; batch {report['batch_size']}, "
+             f"{report['steps_per_chunk']} steps per chunk, {len(report['results'][0]['rounds'])} rounds, inference "
+             f"batch {report['infer_batch']} on {report['test_rows']} test rows. Each library as its users call it: "
+             "DeepCTR on label-encoded numpy arrays, tfmtl on the raw DataFrame (lookups inside the model).", "",
              "| model | tfmtl train ex/s | DeepCTR train ex/s | ratio | tfmtl predict ex/s | DeepCTR predict ex/s "
              "| ratio |", "|---|---|---|---|---|---|---|"]
-    for s in results:
+    for s in report["results"]:
         lines.append(f"| {s['model']} | {s['tfmtl_train']:.0f} | {s['deepctr_train']:.0f} | {s['ratio_train']:.2f}x "
                      f"| {s['tfmtl_infer']:.0f} | {s['deepctr_infer']:.0f} | {s['ratio_infer']:.2f}x |")
-    lines += ["", "Ratios are medians of the per-round ratios (tfmtl / DeepCTR); > 1 means tfmtl is faster.", ""]
-    outputs = {args.results + ".json": json.dumps(report, indent=1), args.results + ".md": "\n".join(lines)}
-    for path, text in outputs.items():
+    lines += ["", "Ratios are medians of the per-round ratios (tfmtl / DeepCTR); > 1 means tfmtl is faster. "
+              "The target for training is 2x.", "", "![ratios](peers_interleaved.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: str) -> None:
+    """Per-round ratios as dots over the median bar, train and predict side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for i, s in enumerate(report["results"]):
+        for j, kind in enumerate(("train", "infer")):
+            x = i + (j - 0.5) * 0.38
+            ratios = [r["tfmtl"][kind] / r["deepctr"][kind] for r in s["rounds"]]
+            label = ("training", "predict")[j] if not i else None
+            ax.bar(x, s[f"ratio_{kind}"], 0.36, color=("C0", "C1")[j], label=label)
+            ax.plot([x] * len(ratios), ratios, "k.", alpha=0.5)
+    ax.axhline(1.0, color="grey", lw=1)
+    ax.axhline(2.0, color="red", ls="--", lw=1, label="training target (2x)")
+    ax.set_xticks(range(len(report["results"])), [s["model"] for s in report["results"]])
+    ax.set_ylabel("tfmtl / DeepCTR examples/s")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=110)
+    os.replace(path + ".tmp.png", path)
+
+
+def save(report: dict, results: str) -> None:
+    text = {results + ".json": json.dumps(report, indent=1), results + ".md": markdown(report)}
+    for path, content in text.items():
         with open(path + ".tmp", "w") as f:
-            f.write(text + "\n")
+            f.write(content + "\n")
         os.replace(path + ".tmp", path)
-    print("\n".join(lines))
+    try:
+        plot(report, results + ".png")
+    except ImportError:  # DeepCTR's venv has no matplotlib: redraw with --report-only from the main venv
+        print("matplotlib missing: run `.venv/bin/python bench/peers/interleaved.py --report-only` for the PNG")
+    print(text[results + ".md"])
 
 
 if __name__ == "__main__":
