@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     work = args.work_dir or tempfile.mkdtemp(prefix="tfmtl-pipeline-bench-")
-    results = {"config": {**vars(args), "cpus": os.cpu_count(), "machine": platform.machine(),
+    results = {"command": "python bench/pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+               "config": {**vars(args), "cpus": os.cpu_count(), "machine": platform.machine(),
                           "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}, "runs": []}
     for scale in [int(s) for s in args.scales.split(",")]:
         data = os.path.join(work, f"data-x{scale}")
@@ -151,11 +153,12 @@ def _component_spans(lines: list[str], start: float) -> dict[str, tuple[float, f
 
 
 def write(results: dict, out: str) -> None:
+    """``<out>.json`` and ``<out>.md``, each through a temporary file and a rename."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump(results, f, indent=1)
-    with open(out + ".md", "w") as f:
-        f.write(markdown(results))
+    for path, text in ((out + ".json", json.dumps(results, indent=1)), (out + ".md", markdown(results))):
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
 
 
 def markdown(results: dict) -> str:
@@ -168,7 +171,10 @@ def markdown(results: dict) -> str:
         f"Census data replicated x{', x'.join(str(r['scale']) for r in runs)}; model {config['model']}, "
         f"{config['epochs']} epoch(s), batch {config['batch_size']}; Beam DirectRunner {config['beam_mode']}; "
         f"{config['cpus']} CPUs, {config['memory_gb']} GB. Peak memory: the whole process tree "
-        "(CLI and Beam workers) while the component ran. Produced by `bench/pipeline.py`.",
+        "(CLI and Beam workers) while the component ran.",
+        "",
+        f"Command: `{results.get('command', 'bench/pipeline.py')}`",
+        *(["", results["note"]] if results.get("note") else []),
         "",
         "| scale | train rows | eval rows | total s | wall s | peak MB | AUC |",
         "|---|---|---|---|---|---|---|",
