@@ -1,7 +1,6 @@
 """SavedModel export: signatures served by TensorFlow alone, atomic versioned writes, warmup, errors."""
 
 import os
-import pickle
 import subprocess
 import sys
 
@@ -11,13 +10,13 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tests.export_helpers import call_in_tensorflow_only_process
 from tfmtl import export
 from tfmtl._keras import keras
 from tfmtl.export import export_saved_model, save_signatures
 from tfmtl.features import FeatureSpec, NumericFeature, serving_signature
 from tfmtl.models import ESMM, FSMD, MMoE
 
-HELPER = os.path.join(os.path.dirname(__file__), "export_helpers", "call_signatures.py")
 BIN = os.path.dirname(sys.executable)
 MODELS = {
     "mmoe": (MMoE, "multitask_data", dict(num_experts=2, expert_units=[8], tower_units=[4])),
@@ -94,12 +93,7 @@ def exported(request, tmp_path_factory):
             calls[path][export.CLASSIFY_PREFIX + name] = {"inputs": examples}
             calls[path][export.REGRESS_PREFIX + name] = {"inputs": examples}
         cases[key] = dict(path=path, model=model, expected=expected, outputs=list(model.output_names))
-    with open(base / "request.pkl", "wb") as f:
-        pickle.dump(calls, f)
-    subprocess.run([sys.executable, HELPER, str(base / "request.pkl"), str(base / "result.pkl")], check=True,
-                   cwd=str(base))
-    with open(base / "result.pkl", "rb") as f:
-        loaded = pickle.load(f)
+    loaded = call_in_tensorflow_only_process(base, calls)
     return base, cases, loaded
 
 

@@ -1,9 +1,6 @@
 """Export of a model with inputs beyond its feature spec (MAMEX modalities): signatures, tf.Example, warmup, REST."""
 
 import os
-import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,6 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from tests.export_helpers import call_in_tensorflow_only_process
 from tfmtl import export
 from tfmtl._keras import keras
 from tfmtl.datasets import synthetic_domains
@@ -19,7 +17,6 @@ from tfmtl.features import FeatureSpec, NumericFeature, serving_signature
 from tfmtl.models import MAMEX
 from tfmtl.models.mamex import modality_specs
 
-HELPER = os.path.join(os.path.dirname(__file__), "export_helpers", "call_signatures.py")
 SMALL = dict(units=8, num_experts=3, top_k=2, user_units=[8], tower_units=[4], gate_units=[4])
 OUTPUTS = ["click", "conversion"]
 
@@ -83,12 +80,7 @@ def mamex(tmp_path_factory):
     calls = {path: {export.SERVING_DEFAULT: raw, export.SERVING_TF_EXAMPLE: {"examples": examples},
                     export.REGRESS_PREFIX + "click": {"inputs": examples}},
              made_up: {}}
-    with open(base / "request.pkl", "wb") as f:
-        pickle.dump(calls, f)
-    subprocess.run([sys.executable, HELPER, str(base / "request.pkl"), str(base / "result.pkl")], check=True,
-                   cwd=str(base))
-    with open(base / "result.pkl", "rb") as f:
-        loaded = pickle.load(f)
+    loaded = call_in_tensorflow_only_process(base, calls)
     return dict(base=base, path=path, made_up=made_up, model=model, rows=rows, expected=expected, loaded=loaded)
 
 

@@ -59,23 +59,13 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     run_deepctr._quiet_version_check()
-    from deepctr.feature_column import DenseFeat, SparseFeat, get_feature_names
-
     from tfmtl._keras import keras
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec
 
     # DeepCTR's inputs: label-encoded ids and scaled numerics (census_data, as in run_deepctr.py).
     data = census_data.load(args.data_dir, args.rows)
-    columns = [SparseFeat(c, vocabulary_size=data.vocab_sizes[c], embedding_dim=args.embedding_dim)
-               for c in data.categorical_names] + [DenseFeat(c, 1) for c in data.numeric_names]
-    names = get_feature_names(columns)
-
-    def deepctr_inputs(split):
-        feats = {c: v.astype(np.int32) for c, v in split.categorical.items()}
-        feats.update(split.numeric)
-        return {n: feats[n] for n in names}
-
+    columns, deepctr_inputs = run_deepctr.deepctr_features(data, args.embedding_dim)
     x_train, x_test = deepctr_inputs(data.train), deepctr_inputs(data.test)
     y_train = [data.train.labels[:, 0], data.train.labels[:, 1]]
     # tfmtl's inputs: the raw census frames (same files, same rows).
@@ -85,7 +75,7 @@ def main() -> None:
     spec = FeatureSpec.from_dataframe(train_df, labels=census.LABELS, categorical=census.INTEGER_CODED,
                                       numeric=census.NUMERIC, exclude=census.NOT_FEATURES,
                                       embedding_dim=args.embedding_dim)
-    n_train, n_test = len(train_df), min(args.test_rows, len(test_df), len(x_test[names[0]]))
+    n_train, n_test = len(train_df), min(args.test_rows, len(test_df), len(next(iter(x_test.values()))))
     test_df = test_df.iloc[:n_test]
     x_test = {k: v[:n_test] for k, v in x_test.items()}
     chunk = args.steps * args.batch_size

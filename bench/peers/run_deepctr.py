@@ -53,6 +53,23 @@ def _quiet_version_check():
     requests.get = lambda *a, **k: _NoResponse()
 
 
+def deepctr_features(data, embedding_dim: int):
+    """DeepCTR feature columns for the census split, and ``split -> {input name: array}`` for its models."""
+    import numpy as np
+    from deepctr.feature_column import DenseFeat, SparseFeat, get_feature_names
+
+    columns = [SparseFeat(c, vocabulary_size=data.vocab_sizes[c], embedding_dim=embedding_dim)
+               for c in data.categorical_names] + [DenseFeat(c, 1) for c in data.numeric_names]
+    names = get_feature_names(columns)
+
+    def inputs(split):
+        feats = {c: v.astype(np.int32) for c, v in split.categorical.items()}
+        feats.update(split.numeric)
+        return {n: feats[n] for n in names}
+
+    return columns, inputs
+
+
 def build_model(name, args, feature_columns, seed):
     from deepctr.models.multitask import ESMM, MMOE, PLE, SharedBottom
 
@@ -96,8 +113,6 @@ def run_one(name: str, args, threads: dict) -> dict:
     _quiet_version_check()
     import deepctr
     import tf_keras
-    from deepctr.feature_column import DenseFeat, SparseFeat, get_feature_names
-
     keras = tf.keras
     if "tf_keras" not in str(keras.Model):
         raise SystemExit("tf.keras is not tf_keras: set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported")
@@ -105,15 +120,7 @@ def run_one(name: str, args, threads: dict) -> dict:
     data = census_data.load(args.data_dir, args.rows)
     keras.utils.set_random_seed(args.seed)
 
-    feature_columns = [SparseFeat(c, vocabulary_size=data.vocab_sizes[c], embedding_dim=args.embedding_dim)
-                       for c in data.categorical_names] + [DenseFeat(c, 1) for c in data.numeric_names]
-    names = get_feature_names(feature_columns)
-
-    def inputs(split):
-        feats = {c: v.astype(np.int32) for c, v in split.categorical.items()}
-        feats.update(split.numeric)
-        return {n: feats[n] for n in names}
-
+    feature_columns, inputs = deepctr_features(data, args.embedding_dim)
     x_train, x_val, x_test = inputs(data.train), inputs(data.validation), inputs(data.test)
     y = data.train.labels
     if name == "esmm":
