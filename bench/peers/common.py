@@ -144,6 +144,51 @@ class StepClock:
         self.epoch_steps[-1].append(time.perf_counter())
 
 
+class BestEpoch:
+    """Validation AUCs per epoch and a snapshot of the best epoch's weights (by mean AUC over the tasks)."""
+
+    def __init__(self):
+        self.history: list[dict[str, float]] = []
+        self.score, self.epoch, self.weights = -1.0, None, None
+
+    def record(self, val: dict[str, float], snapshot) -> None:
+        """``val``: this epoch's AUCs; ``snapshot()`` copies the weights, called only when the epoch is best."""
+        self.history.append(val)
+        score = float(np.mean(list(val.values())))
+        if score > self.score:
+            self.score, self.epoch, self.weights = score, len(self.history), snapshot()
+
+
+def keras_epoch_timer(keras, clock: StepClock, epoch_seconds: list[float], after_epoch=None):
+    """A Keras callback: ``clock`` ticks every batch, each epoch's wall time goes to ``epoch_seconds``,
+    then ``after_epoch(epoch, logs)`` runs (outside the timed span). ``keras`` is the caller's tf_keras
+    module: this file imports no framework."""
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            clock.start_epoch()
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            clock.tick()
+
+        def on_epoch_end(self, epoch, logs=None):
+            epoch_seconds.append(time.perf_counter() - self.t0)
+            if after_epoch is not None:
+                after_epoch(epoch, logs or {})
+
+    return EpochTimer()
+
+
+def run_main(script: str, run_one, args) -> None:
+    """Each selected model in its own child process, or the one model here; prints/appends its result."""
+    models = selected_models(args.model)
+    if len(models) > 1:
+        sys.exit(run_children(os.path.abspath(script), models))
+    threads = pin_threads(args)
+    emit(run_one(models[0], args, threads), args.out)
+
+
 def train_rate(epoch_seconds: list[float], n_train: int, clock: StepClock, batch_size: int,
                warmup_steps: int) -> tuple[float, str]:
     if len(epoch_seconds) >= 2:

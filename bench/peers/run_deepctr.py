@@ -105,7 +105,6 @@ def run_one(name: str, args, threads: dict) -> dict:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     t_start = time.perf_counter()
-    import numpy as np
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -144,30 +143,17 @@ def run_one(name: str, args, threads: dict) -> dict:
             return {t: p[i].ravel() for i, t in enumerate(census_data.TASKS)}
 
     clock = common.StepClock()
-    epoch_seconds, val_history = [], []
-    best = {"score": -1.0, "epoch": None, "weights": None}
+    epoch_seconds, best = [], common.BestEpoch()
 
-    class Track(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            clock.start_epoch()
-            self.t0 = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            clock.tick()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.t0)
-            val = common.aucs(data.validation.labels, predict(x_val), census_data.TASKS)
-            val_history.append(val)
-            score = float(np.mean(list(val.values())))
-            print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s "
-                  f"loss {logs.get('loss', float('nan')):.4f} val AUC {val}", flush=True)
-            if score > best["score"]:
-                best.update(score=score, epoch=epoch + 1, weights=model.get_weights())
+    def validate(epoch, logs):
+        val = common.aucs(data.validation.labels, predict(x_val), census_data.TASKS)
+        print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s "
+              f"loss {logs.get('loss', float('nan')):.4f} val AUC {val}", flush=True)
+        best.record(val, model.get_weights)
 
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0,
-              callbacks=[Track()])
-    model.set_weights(best["weights"])
+              callbacks=[common.keras_epoch_timer(keras, clock, epoch_seconds, validate)])
+    model.set_weights(best.weights)
     test_pred = predict(x_test)
     test_auc = common.aucs(data.test.labels, test_pred, census_data.TASKS)
     if name == "esmm":
@@ -198,7 +184,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         "library": LIBRARY, "library_version": deepctr.__version__, "framework": "tensorflow",
         "framework_version": f"tensorflow {tf.__version__}, tf-keras {tf_keras.__version__}",
         "model": name, "seed": args.seed, "config": cfg, "params": int(model.count_params()),
-        "epochs": args.epochs, "best_epoch": best["epoch"], "val_auc_history": val_history,
+        "epochs": args.epochs, "best_epoch": best.epoch, "val_auc_history": best.history,
         "test_auc": test_auc,
         "train_examples_per_s": round(train_eps, 1), "train_rate_basis": basis,
         "epoch_seconds": [round(s, 2) for s in epoch_seconds],
@@ -215,13 +201,7 @@ def run_one(name: str, args, threads: dict) -> dict:
 
 def main():
     parser = common.base_parser(__doc__.split("\n")[0], census_data.add_data_args)
-    args = parser.parse_args()
-    models = common.selected_models(args.model)
-    if len(models) > 1:
-        sys.exit(common.run_children(os.path.abspath(__file__), models))
-    threads = common.pin_threads(args)
-    common.emit(run_one(models[0], args, threads), args.out)
-
+    common.run_main(__file__, run_one, parser.parse_args())
 
 if __name__ == "__main__":
     main()

@@ -150,21 +150,16 @@ def run_one(name: str, args, threads: dict) -> dict:
 
     clock = common.StepClock()
     clocked = _ClockedLoader(train_loader, clock)
-    epoch_seconds, val_history = [], []
-    best = {"score": -1.0, "epoch": None, "state": None}
+    epoch_seconds, best = [], common.BestEpoch()
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         losses = trainer.train_one_epoch(clocked)
         epoch_seconds.append(time.perf_counter() - t0)
         val = common.aucs(data.validation.labels, predict(x_val), tasks)
-        val_history.append(val)
-        score = float(np.mean(list(val.values())))
         print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s "
               f"loss {[round(float(v), 4) for v in losses]} val AUC {val}", flush=True)
-        if score > best["score"]:
-            best.update(score=score, epoch=epoch + 1,
-                        state={k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-    trainer.model.load_state_dict(best["state"])
+        best.record(val, lambda: {k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+    trainer.model.load_state_dict(best.weights)
     test_pred = predict(x_test)
     test_auc = common.aucs(data.test.labels, test_pred, tasks)
     if name == "esmm":
@@ -196,7 +191,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         "framework_version": f"torch {torch.__version__}",
         "model": name, "seed": args.seed, "config": cfg,
         "params": int(sum(p.numel() for p in model.parameters())),
-        "epochs": args.epochs, "best_epoch": best["epoch"], "val_auc_history": val_history,
+        "epochs": args.epochs, "best_epoch": best.epoch, "val_auc_history": best.history,
         "test_auc": test_auc,
         "train_examples_per_s": round(train_eps, 1), "train_rate_basis": basis,
         "epoch_seconds": [round(s, 2) for s in epoch_seconds],
@@ -213,13 +208,7 @@ def run_one(name: str, args, threads: dict) -> dict:
 
 def main():
     parser = common.base_parser(__doc__.split("\n")[0], census_data.add_data_args)
-    args = parser.parse_args()
-    models = common.selected_models(args.model)
-    if len(models) > 1:
-        sys.exit(common.run_children(os.path.abspath(__file__), models))
-    threads = common.pin_threads(args)
-    common.emit(run_one(models[0], args, threads), args.out)
-
+    common.run_main(__file__, run_one, parser.parse_args())
 
 if __name__ == "__main__":
     main()

@@ -120,33 +120,18 @@ def run_one(name: str, args, threads: dict) -> dict:
         return {t: p[t].ravel() for t in census_data.TASKS}
 
     clock = common.StepClock()
-    epoch_seconds, val_history = [], []
-    best = {"score": -1.0, "epoch": None, "weights": None}
-
-    class Track(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            clock.start_epoch()
-            self.t0 = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            clock.tick()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.t0)
-            self.loss = (logs or {}).get("loss", float("nan"))
-
-    track = Track()
+    epoch_seconds, best = [], common.BestEpoch()
+    last_loss = {}
+    track = common.keras_epoch_timer(keras, clock, epoch_seconds,
+                                     lambda epoch, logs: last_loss.update(loss=logs.get("loss", float("nan"))))
     for epoch in range(args.epochs):
         ds = model.make_dataset(train_df, shuffle=True, batch_size=args.batch_size, seed=args.seed * 1000 + epoch)
         model.fit(ds, epochs=1, verbose=0, callbacks=[track])
         val = common.aucs(y_val, predict(val_df), census_data.TASKS)
-        val_history.append(val)
-        score = float(np.mean(list(val.values())))
-        print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s loss {track.loss:.4f} "
+        print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s loss {last_loss['loss']:.4f} "
               f"val AUC {val}", flush=True)
-        if score > best["score"]:
-            best.update(score=score, epoch=epoch + 1, weights=model.get_weights())
-    model.set_weights(best["weights"])
+        best.record(val, model.get_weights)
+    model.set_weights(best.weights)
     test_pred = predict(test_df)
     test_auc = common.aucs(y_test, test_pred, census_data.TASKS)
     if name == "esmm":
@@ -182,7 +167,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         "library": LIBRARY, "library_version": getattr(tfmtl, "__version__", "repo"), "framework": "tensorflow",
         "framework_version": f"tensorflow {tf.__version__}, tf-keras {keras.__version__}",
         "model": name, "seed": args.seed, "config": cfg, "params": int(model.count_params()),
-        "epochs": args.epochs, "best_epoch": best["epoch"], "val_auc_history": val_history,
+        "epochs": args.epochs, "best_epoch": best.epoch, "val_auc_history": best.history,
         "test_auc": test_auc,
         "train_examples_per_s": round(train_eps, 1), "train_rate_basis": basis,
         "epoch_seconds": [round(s, 2) for s in epoch_seconds],
@@ -207,12 +192,7 @@ def main():
     args = parser.parse_args()
     if args.jit_compile:
         LIBRARY = "tfmtl-xla"
-    models = common.selected_models(args.model)
-    if len(models) > 1:
-        sys.exit(common.run_children(os.path.abspath(__file__), models))
-    threads = common.pin_threads(args)
-    common.emit(run_one(models[0], args, threads), args.out)
-
+    common.run_main(__file__, run_one, args)
 
 if __name__ == "__main__":
     main()
