@@ -48,3 +48,16 @@ def test_layer_round_trips_through_keras_serialization(make, inputs):
     clone.set_weights(layer.get_weights())
     tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6),
                           expected, clone(inputs))
+
+
+def test_a_registered_name_cannot_be_taken_by_another_class():
+    # Two classes under one name made Keras load the PLE layer as the PLE model once.
+    from tfmtl._keras import register
+    from tfmtl.layers.extraction import PLE
+
+    with pytest.raises(ValueError, match=r"tfmtl>PLE is already registered for tfmtl\.layers\.extraction\.PLE"):
+        @register(name="PLE")
+        class Impostor(keras.layers.Layer):
+            pass
+
+    assert register(PLE) is PLE  # the same class again (a module reload) is fine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tfmtl._keras import keras
+from tfmtl._keras import register
 from tfmtl.layers import PLE as PLELayer
 from tfmtl.layers import TaskTowers
 from tfmtl.models.base import MultiTaskModel
@@ -13,7 +13,7 @@ from tfmtl.models.registry import register_model
 
 @register_model("ple")
 # Not "tfmtl>PLE": that name belongs to the PLE layer, and one name must not serve two classes.
-@keras.saving.register_keras_serializable(package="tfmtl", name="PLEModel")
+@register(name="PLEModel")
 class PLE(MultiTaskModel):
     """Progressive Layered Extraction; ``num_levels=1`` is CGC.
 
