@@ -79,10 +79,13 @@ def parse_args(argv=None):
 
 
 def plan(models, seeds, libs):
-    """(model, seed, lib) in run order: libraries interleaved, their order rotated per (model, seed)."""
+    """(model, seed, lib) in run order: libraries interleaved, their order rotated per (model, seed).
+
+    Seed-major, so that a run stopped by ``--deadline`` has every model for the seeds it finished.
+    """
     out, k = [], 0
-    for model in models:
-        for seed in seeds:
+    for seed in seeds:
+        for model in models:
             order = libs[k % len(libs):] + libs[:k % len(libs)]
             out.extend((model, seed, lib) for lib in order)
             k += 1

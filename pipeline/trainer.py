@@ -28,6 +28,7 @@ from tfmtl import export
 from tfmtl._keras import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.models import build_model
+from tfmtl.optimizers import Adam
 
 # In fn_args.model_run_dir, beside the TensorBoard logs: the trained Keras model and what the fit did.
 KERAS_MODEL_FILE, REPORT_FILE = "model.keras", "training.json"
@@ -89,7 +90,7 @@ def _build(spec: FeatureSpec, training: TrainingConfig) -> keras.Model:
     expected = training.output_labels(spec)
     if model.label_map != expected:
         raise ValueError(f"model '{training.model}' trains outputs {model.label_map}, the Evaluator expects {expected}")
-    model.compile(optimizer=keras.optimizers.Adam(training.learning_rate))
+    model.compile(optimizer=Adam(training.learning_rate))
     return model
 
 

@@ -36,11 +36,12 @@ def train(args) -> dict:
 
     from tfmtl._keras import keras
     from tfmtl.models import build_model
+    from tfmtl.optimizers import Adam
 
     keras.utils.set_random_seed(args.seed)
     train_df, test_df, spec = _load(args)
     model = build_model(args.model, spec, args.tasks, **json.loads(args.model_args))
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+    model.compile(optimizer=Adam(args.learning_rate))
     print(f"{model.name}: {model.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
     start = time.perf_counter()
     model.fit(train_df, epochs=args.epochs, batch_size=args.batch_size, verbose=2)

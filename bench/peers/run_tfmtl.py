@@ -24,7 +24,8 @@ Models (defaults; flags in common.py):
   funnel of the peers (ctr = income_50k, ctcvr = income_50k AND never_married); test AUCs: income_50k from
   ``ctr``, never_married from ``cvr``, plus ``ctcvr``.
 
-All: embedding dim 4, batch_norm=True, dropout 0, Adam(lr), loss = sum of the per-output BCEs (tfmtl's
+All: embedding dim 4, batch_norm=True, dropout 0, ``tfmtl.optimizers.Adam(lr)`` (compile's default: Keras'
+Adam with a fused update), loss = sum of the per-output BCEs (tfmtl's
 default), no training metrics (``metrics=[]``: the peers compute none during training; tfmtl's default
 would add a 1000-threshold AUC per output), batch 256. Each epoch is one
 ``model.fit(model.make_dataset(train_df, shuffle=True, batch_size=256, seed=seed*1000+epoch), epochs=1)``
@@ -82,6 +83,7 @@ def run_one(name: str, args, threads: dict) -> dict:
     from tfmtl._keras import keras
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec, Label
+    from tfmtl.optimizers import Adam
 
     data_dir = args.data_dir or census_data.default_data_dir()
     train_df = census.read_census_csv(os.path.join(data_dir, "train.csv.gz"), args.rows)
@@ -110,7 +112,7 @@ def run_one(name: str, args, threads: dict) -> dict:
 
     keras.utils.set_random_seed(args.seed)
     model, cfg = build_model(name, args, spec, tasks)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=args.lr), metrics=[],
+    model.compile(optimizer=Adam(learning_rate=args.lr), metrics=[],
                   jit_compile=bool(args.jit_compile))
 
     def predict(df):
@@ -159,7 +161,8 @@ def run_one(name: str, args, threads: dict) -> dict:
     _ = {k: v.numpy() for k, v in out.items()}
     infer_call = n_test / (time.perf_counter() - t0)
 
-    cfg.update(embedding_dim=args.embedding_dim, optimizer=f"Adam(lr={args.lr})", batch_size=args.batch_size,
+    cfg.update(embedding_dim=args.embedding_dim, optimizer=f"tfmtl.optimizers.Adam(lr={args.lr})",
+               batch_size=args.batch_size,
                loss="sum of per-output BCEs (tfmtl default)", metrics="none during training",
                jit_compile=bool(args.jit_compile), tasks=tasks,
                inputs="raw columns; vocabulary lookup and normalisation inside the model")

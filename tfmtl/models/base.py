@@ -20,6 +20,7 @@ import tensorflow as tf
 from tfmtl._keras import keras
 from tfmtl.features import FeaturePreprocessing, FeatureSpec, SpecError, dataframe_to_dataset, feature_inputs
 from tfmtl.layers import ESMMHead, FactorizationMachine, FieldEmbedding
+from tfmtl.optimizers import default_optimizer
 
 ESMM_OUTPUTS = ("ctr", "cvr", "ctcvr")
 DEFAULT_BATCH_SIZE = 256
@@ -131,12 +132,15 @@ class MultiTaskModel(keras.Model):
                                     batch_size=batch_size, shuffle=shuffle, seed=seed)
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        """Like ``keras.Model.compile``; by default binary cross-entropy and AUC per trained output."""
+        """Like ``keras.Model.compile``; by default binary cross-entropy and AUC per trained output.
+
+        ``"adam"`` (the default) is :class:`tfmtl.optimizers.Adam`: Keras' Adam with a fused update.
+        """
         if loss is None:
             loss = {output: keras.losses.BinaryCrossentropy(name=f"{output}_bce") for output in self.label_map}
         if metrics is None:
             metrics = {output: [keras.metrics.AUC(name="auc", num_thresholds=1000)] for output in self.label_map}
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        super().compile(optimizer=default_optimizer(optimizer), loss=loss, metrics=metrics, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, *args, validation_data=None, shuffle=True, **kwargs):
         """``keras.Model.fit`` that also takes DataFrames for ``x`` and ``validation_data``."""
