@@ -237,6 +237,16 @@ def markdown(doc):
             lines.append(f"| {name} | failed: {err} | | |")
         lines += ["", "Outside fit (per batch of 256, ms per round): " + "; ".join(
             f"{k} {v['ms']}" for k, v in profile.get("outside_fit", {}).items()), ""]
+        breakdown = profile.get("op_breakdown")
+        if breakdown:
+            by_kind = breakdown["ms_per_step_by_kind"]
+            total = sum(by_kind.values())
+            lines += [f"Op by op (TensorFlow profiler, {breakdown['steps']} steps of `base`; the ops' own times, "
+                      "ms per step, profiler overhead included):", "",
+                      "| kind | ms per step | share |", "|---|---|---|"]
+            lines += [f"| {k} | {v:.1f} | {v / total:.0%} |" for k, v in by_kind.items()]
+            lines += ["", "Top ops: " + "; ".join(f"`{k}` {v}" for k, v in
+                                                  list(breakdown["top_ops_ms_per_step"].items())[:8]), ""]
     lines += ["## Per run", "", "| model | library | seed | epochs | best epoch | test AUC | epoch seconds | "
               "train ex/s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:

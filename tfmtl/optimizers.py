@@ -3,8 +3,8 @@
 Keras' Adam writes the dense update as about eight element-wise ops per variable
 (``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``, ``var -= alpha m / (sqrt(v) + eps)``),
 each a full pass over the variable's memory. On a CPU, where Keras does not XLA-compile
-the update, that made Adam about 18% of an MMoE training step (8 experts of 512-256, batch
-256, 2 cores; bench/results/peers_profile.md). ``ResourceApplyAdam`` does the same
+the update, that was about 18% of an MMoE training step (8 experts of 512-256, batch 256,
+2 cores; the profile in bench/results/peers.md). ``ResourceApplyAdam`` does the same
 arithmetic in one multithreaded pass.
 
 The variables, the config and the ``.keras`` file are those of ``keras.optimizers.Adam``;

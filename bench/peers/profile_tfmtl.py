@@ -6,7 +6,8 @@ interleaved rounds (``--rounds`` x ``--steps`` steps per variant, after a warm-u
 all alike; the figure is the median step time of ``model.fit`` (callback timestamps), as examples/s:
 
 * ``base``: batch_norm=True, jit_compile=False, no training metrics, raw columns through
-  ``make_dataset(shuffle=True)`` (the peer benchmark's tfmtl config)
+  ``make_dataset(shuffle=True)``, ``tfmtl.optimizers.Adam`` (the peer benchmark's tfmtl config)
+* ``keras_adam``: the base model trained with ``keras.optimizers.Adam`` (unfused update)
 * ``bn_off``: batch_norm=False
 * ``auc_metrics``: tfmtl's default compile metrics (a 1000-threshold AUC per output)
 * ``cached_input``: the base model fed from an in-memory cache of the same batches (no input pipeline work)
@@ -16,9 +17,11 @@ all alike; the figure is the median step time of ``model.fit`` (callback timesta
 * ``raw_xla``: the base model with ``jit_compile=True`` (fails if XLA cannot compile the string lookups)
 
 Plus, outside fit: the input pipeline alone (batches/s from ``make_dataset``), the preprocessing layer alone
-and the forward pass alone (``training=True``) on cached batches.
+and the forward pass alone (``training=True``) on cached batches. ``--trace N`` then records N steps of
+``base`` with the TensorFlow profiler and sums the op times per step by kind (matmul, optimizer update,
+batch norm, input lookups/embedding, other) and the top ops (``op_breakdown`` in the JSON).
 
-    .venv/bin/python bench/peers/profile_tfmtl.py --steps 100 --rounds 2
+    .venv/bin/python bench/peers/profile_tfmtl.py --steps 100 --rounds 2 --trace 40
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def main():
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--warmup", type=int, default=15)
-    p.add_argument("--variants", default="base,bn_off,auc_metrics,cached_input,encoded,encoded_xla,raw_xla")
+    p.add_argument("--variants", default="base,keras_adam,bn_off,auc_metrics,cached_input,encoded,encoded_xla,raw_xla")
+    p.add_argument("--trace", type=int, default=0, help="profile this many steps of 'base' op by op (0 = off)")
     p.add_argument("--rows", type=int, default=None)
     p.add_argument("--cpus", default="0,1")
     p.add_argument("--threads", type=int, default=2)
@@ -57,6 +61,7 @@ def main():
     from tfmtl._keras import keras
     from tfmtl.datasets.census import load_census
     from tfmtl.models import MMoE
+    from tfmtl.optimizers import Adam
 
     splits = load_census(nrows=args.rows)
     train_df, spec = splits.train, splits.spec
@@ -65,11 +70,10 @@ def main():
     n_batches = steps * (args.rounds + 1) + args.warmup + 5
     cfg = dict(num_experts=8, expert_units=[512, 256], tower_units=[128])
 
-    def make(bn=True, encoded=False, jit=False, metrics=()):
+    def make(bn=True, encoded=False, jit=False, metrics=(), optimizer=Adam):
         keras.utils.set_random_seed(0)
         m = MMoE(spec, tasks, batch_norm=bn, encoded_inputs=encoded, **cfg)
-        m.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=None if metrics is None else list(metrics),
-                  jit_compile=jit)
+        m.compile(optimizer=optimizer(1e-3), metrics=None if metrics is None else list(metrics), jit_compile=jit)
         return m
 
     live = lambda m: m.make_dataset(train_df, shuffle=True, batch_size=B, seed=0).repeat()  # noqa: E731
@@ -97,6 +101,7 @@ def main():
     wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
     builders = {
         "base": lambda: (base, lambda: live(base)),
+        "keras_adam": lambda: (make(optimizer=keras.optimizers.Adam), None),
         "bn_off": lambda: (make(bn=False), None),
         "auc_metrics": lambda: (make(metrics=None), None),
         "cached_input": lambda: (make(), lambda: cached_raw.repeat()),
@@ -146,6 +151,7 @@ def main():
         if base_ms:
             for v in res["variants"].values():
                 v["vs_base"] = round(base_ms / v["median_step_ms"], 3)
+        res.update(extra_report)
         print(f"PROFILE[{rounds_done}] " + json.dumps(res), flush=True)
         if args.out:
             tmp = args.out + ".tmp"
@@ -153,7 +159,7 @@ def main():
                 json.dump(res, f, indent=1)
             os.replace(tmp, args.out)
 
-    extra = {}
+    extra, extra_report = {}, {}
     prep_fn = tf.function(lambda x: prep(x))
     fwd_fn = tf.function(lambda x: base(x, training=True))
     xs = [x for x, _ in cached_raw.take(steps)]
@@ -177,6 +183,53 @@ def main():
             extra.setdefault(key, []).append((time.perf_counter() - t0) / len(xs))
         print(f"round {r + 1} done", flush=True)
         report(r + 1)
+    if args.trace and "base" in variants:
+        extra_report["op_breakdown"] = op_breakdown(variants["base"], args.trace)
+        report(args.rounds)
+
+
+def op_breakdown(variant: dict, steps: int) -> dict:
+    """Traces ``steps`` training steps and sums the TensorFlow ops' own times per step, by kind."""
+    import collections
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    logdir = tempfile.mkdtemp(prefix="tfmtl_trace_")
+    tf.profiler.experimental.start(logdir)
+    variant["model"].fit(variant["ds"].take(steps), epochs=1, verbose=0)
+    tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    per_op = collections.Counter()
+    for plane in space.planes:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            if line.name.startswith("tf_Compute"):  # the executor's op events (tf.data has its own lines)
+                for event in line.events:
+                    name = names.get(event.metadata_id, "?")
+                    if not name.startswith(("ExecutorState", "ExecutorDone", "ParallelFor")):
+                        per_op[name] += event.duration_ps / 1e9 / steps  # ms per step
+
+    def kind(op: str) -> str:
+        if op.startswith(("Adam/", "ResourceApplyAdam")) or ":ResourceApplyAdam" in op:
+            return "optimizer update"
+        if "MatMul" in op or "Einsum" in op:
+            return "matmul / einsum"
+        if "batch_normalization" in op:
+            return "batch norm"
+        if any(k in op for k in ("preprocessing", "embedding", "Lookup")):
+            return "input lookups + embedding"
+        return "other"
+
+    kinds = collections.Counter()
+    for op, ms in per_op.items():
+        kinds[kind(op)] += ms
+    return {"steps": steps, "ms_per_step_by_kind": {k: round(v, 2) for k, v in kinds.most_common()},
+            "top_ops_ms_per_step": {k: round(v, 2) for k, v in per_op.most_common(15)}}
 
 
 
