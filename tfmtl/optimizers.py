@@ -3,9 +3,9 @@
 Keras' Adam writes the dense update as about eight element-wise ops per variable
 (``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``, ``var -= alpha m / (sqrt(v) + eps)``),
 each a full pass over the variable's memory. On a CPU, where Keras does not XLA-compile
-the update, that was about 18% of an MMoE training step (8 experts of 512-256, batch 256,
-2 cores; the profile in bench/results/peers.md). ``ResourceApplyAdam`` does the same
-arithmetic in one multithreaded pass.
+the update, TensorFlow's profiler put those ops at about 14 ms of a 75 ms MMoE training step
+(8 experts of 512-256, batch 256, 2 cores) and this fused kernel at 4 ms (bench/results/peers.md,
+profile section). ``ResourceApplyAdam`` does the same arithmetic in one multithreaded pass.
 
 The variables, the config and the ``.keras`` file are those of ``keras.optimizers.Adam``;
 only ``update_step`` differs, so a model can switch between the two.
