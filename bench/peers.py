@@ -226,7 +226,7 @@ def markdown(doc):
             lines += [f.read().rstrip(), ""]
     profile = doc.get("profile")
     if profile:
-        lines += ["## Profile of tfmtl's MMoE training step (part 5, first cut)", "",
+        lines += ["## Profile of tfmtl's MMoE training step", "",
                   f"`{profile.get('command', 'bench/peers/profile_tfmtl.py')}`: one process, "
                   f"{profile['rounds']} interleaved rounds x {profile['steps_per_round']} steps per variant, "
                   "median step time of `model.fit` (batch 256). vs base > 1 = faster than base.", "",
