@@ -85,3 +85,19 @@ def test_high_cardinality_column_is_hashed():
 def test_label_arrays_from_positive_values():
     spec = FeatureSpec.from_dataframe(frame(), labels=[Label("won", "outcome", ("yes",))], exclude=["clicked"])
     np.testing.assert_array_equal(spec.label_array(frame(), "won").ravel(), [1, 0, 1, 0])
+
+
+def test_feature_arrays_turn_any_categorical_column_into_strings():
+    train = pd.DataFrame({"c": ["a", "b", "a", "b"], "y": [0, 1, 0, 1]})
+    spec = FeatureSpec.from_dataframe(train, labels=["y"], categorical=["c"])
+    columns = {
+        "all str": pd.Series(["a", "b", "zz"], dtype=object),
+        "missing": pd.Series(["a", None, np.nan], dtype=object),
+        "mixed types": pd.Series(["a", 7, 1.5], dtype=object),
+        "pandas string": pd.Series(["a", pd.NA, "b"], dtype="string"),
+    }
+    expected = {"all str": ["a", "b", "zz"], "missing": ["a", "", ""], "mixed types": ["a", "7", "1.5"],
+                "pandas string": ["a", "", "b"]}
+    for case, column in columns.items():
+        values = spec.feature_arrays(pd.DataFrame({"c": column}))["c"]
+        assert values.dtype == object and values.tolist() == expected[case], case

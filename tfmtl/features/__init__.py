@@ -1,6 +1,6 @@
 """One feature spec and everything derived from it: inputs, preprocessing, datasets."""
 
-from tfmtl.features.data import dataframe_to_dataset
+from tfmtl.features.data import batch_arrays, dataframe_to_dataset
 from tfmtl.features.preprocessing import (
     BUCKET_SUFFIX,
     FeaturePreprocessing,
@@ -18,6 +18,7 @@ __all__ = [
     "Label",
     "NumericFeature",
     "SpecError",
+    "batch_arrays",
     "dataframe_to_dataset",
     "encoded_names",
     "feature_inputs",

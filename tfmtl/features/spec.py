@@ -304,6 +304,8 @@ class FeatureSpec:
             elif feature.dtype == INT64:
                 # -1 is never a code in the vocabulary, so missing maps to OOV.
                 arrays[feature.name] = pd.to_numeric(column, errors="coerce").fillna(-1).to_numpy(np.int64)
+            elif column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string":
+                arrays[feature.name] = column.to_numpy(object)  # already all str: skip the copies below
             else:
                 arrays[feature.name] = column.fillna("").astype(str).to_numpy(object)
         return arrays

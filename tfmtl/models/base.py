@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl._keras import keras, without_autograph
 from tfmtl.features import FeaturePreprocessing, FeatureSpec, SpecError, dataframe_to_dataset, feature_inputs
 from tfmtl.layers import ESMMHead, FactorizationMachine, FieldEmbedding
 from tfmtl.optimizers import default_optimizer
@@ -86,7 +86,7 @@ class MultiTaskModel(keras.Model):
         """Keras inputs beyond the spec's features (e.g. modality embeddings, raw text); none by default.
 
         They become model inputs and reach :meth:`task_logits` as ``features.extra``;
-        a model that declares some also feeds them in :meth:`make_dataset`.
+        a model that declares some also gives their values in :meth:`extra_arrays`.
         """
         return {}
 
@@ -124,12 +124,31 @@ class MultiTaskModel(keras.Model):
         return {task: keras.layers.Activation("sigmoid", name=task)(logits[:, i : i + 1])
                 for i, task in enumerate(tasks)}
 
+    # ------------------------------------------------------- Keras steps
+    # Keras' own steps, traced without AutoGraph (see tfmtl._keras.without_autograph).
+    @without_autograph
+    def train_step(self, data):
+        return super().train_step(data)
+
+    @without_autograph
+    def test_step(self, data):
+        return super().test_step(data)
+
+    @without_autograph
+    def predict_step(self, data):
+        return super().predict_step(data)
+
     # --------------------------------------------------------- DataFrames
     def make_dataset(self, df: pd.DataFrame, *, with_labels: bool = True, batch_size: int = DEFAULT_BATCH_SIZE,
                      shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
         """The ``tf.data.Dataset`` this model trains on, from a DataFrame."""
-        return dataframe_to_dataset(self.spec, df, self.label_map if with_labels else None,
-                                    batch_size=batch_size, shuffle=shuffle, seed=seed)
+        return dataframe_to_dataset(self.spec, df, self.label_map if with_labels else None, batch_size=batch_size,
+                                    shuffle=shuffle, seed=seed,
+                                    extra_features=self.extra_arrays(df) if isinstance(df, pd.DataFrame) else None)
+
+    def extra_arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Values of the :meth:`extra_inputs` for ``df``'s rows ``{name: [N, ...]}``; none by default."""
+        return {}
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Like ``keras.Model.compile``; by default binary cross-entropy and AUC per trained output.

@@ -182,25 +182,9 @@ class MAMEX(MultiTaskModel):
                 arrays[m["name"]] = df[m["text_column"]].fillna("").astype(str).to_numpy(object)
         return arrays
 
-    def make_dataset(self, df: pd.DataFrame, *, with_labels: bool = True, batch_size: int = 256,
-                     shuffle: bool = False, seed: int | None = None) -> tf.data.Dataset:
-        """Like the base's, with the modality inputs added from their columns."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        spec = self.spec
-        targets = self.label_map if with_labels else None
-        spec.check_dataframe(df, require_labels=list(targets.values()) if targets else ())
-        arrays = {**spec.feature_arrays(df), **self.modality_arrays(df)}
-        element = {name: tf.constant(values) for name, values in arrays.items()}
-        if targets:
-            labels = {output: tf.constant(spec.label_array(df, label)) for output, label in targets.items()}
-            weights = spec.weight_array(df)
-            element = (element, labels) if weights is None else (element, labels, tf.constant(weights))
-        indices = tf.data.Dataset.range(len(df))
-        if shuffle:
-            indices = indices.shuffle(len(df), seed=seed, reshuffle_each_iteration=True)
-        gather = lambda idx: tf.nest.map_structure(lambda t: tf.gather(t, idx), element)  # noqa: E731
-        return indices.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    def extra_arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The modality inputs, for :meth:`make_dataset`."""
+        return self.modality_arrays(df)
 
     def modality_weights(self, x, batch_size: int | None = None) -> np.ndarray:
         """Fusion weights ``[N, M]`` per example, in :attr:`modality_names` order (missing: 0).

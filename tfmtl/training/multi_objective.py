@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import tensorflow as tf
 
-from tfmtl._keras import keras, register
+from tfmtl._keras import keras, register, without_autograph
 from tfmtl.training.weighting import StaticWeights, Weighting
 
 __all__ = ["MultiObjectiveModel"]
@@ -171,6 +171,7 @@ class MultiObjectiveModel(keras.Model):
             self._trackers.weights[name].update_state(weights[name])
 
     # ----------------------------------------------------------------- steps
+    @without_autograph
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -183,6 +184,7 @@ class MultiObjectiveModel(keras.Model):
         self.optimizer.minimize(scaled, self.trainable_variables, tape=tape)
         return self._finish_step(total, losses, weights, y, y_pred, sample_weight)
 
+    @without_autograph
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
