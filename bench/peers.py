@@ -11,12 +11,14 @@ all of them alike. After every run it rewrites, atomically:
   (test AUC per task mean ± std, training and inference examples/s, peak RSS) and tfmtl/peer ratios;
 * ``bench/results/peers.png``: bars of training examples/s and test AUC per library and model.
 
-Defaults = the full protocol (4 models x 3 seeds x 3 epochs x {tfmtl, deepctr, torch-rechub}, full data):
+Defaults = the full protocol (4 models x 3 seeds x 2 epochs x {tfmtl, deepctr, torch-rechub}, full data;
+2 epochs: epoch 1 includes graph building, epoch 2 gives the steady-state rate; a third epoch would
+cost half as much machine time again):
 
     bash bench/peers/setup_env.sh
     .venv/bin/python bench/peers.py
 
-Reduced runs: ``--models mmoe --seeds 0 --epochs 2``; ``--append`` keeps the runs already in
+Reduced runs: ``--models mmoe --seeds 0 --epochs 1``; ``--append`` keeps the runs already in
 peers.json (a later invocation adds to them); ``--deadline HH:MM`` starts no run after that
 machine-clock time; ``--libs`` adds ``tfmtl-xla`` (tfmtl with ``jit_compile=True``).
 """
@@ -47,7 +49,7 @@ LIBS = {  # name -> (python, script, extra args)
 LIB_ALIASES = {"rechub": "torch-rechub"}
 PEER_LIBS = ("deepctr", "torch-rechub")
 TASKS = ("income_50k", "never_married")
-FULL = dict(models=",".join(MODELS), seeds="0,1,2", epochs=3, rows=None)
+FULL = dict(models=",".join(MODELS), seeds="0,1,2", epochs=2, rows=None)
 
 
 def parse_args(argv=None):
@@ -155,7 +157,7 @@ def markdown(doc):
              "protocol: `bench/peers/common.py`, configs: docstrings of `bench/peers/run_*.py`.", "",
              "## Reproduce", "", "```bash",
              "bash bench/peers/setup_env.sh                # peer venvs: .venv-deepctr, .venv-rechub",
-             "# full protocol (4 models x 3 seeds x 3 epochs x 3 libraries, full data):",
+             "# full protocol (4 models x 3 seeds x 2 epochs x 3 libraries, full data):",
              ".venv/bin/python bench/peers.py",
              "# what produced the numbers below (in this order):"]
     lines += [inv["command"] for inv in doc["invocations"]]
@@ -176,15 +178,16 @@ def markdown(doc):
             and len({r["seed"] for r in runs}) >= 3 and all(r.get("rows", {}).get("train") == 199523
                                                                 for r in runs if "error" not in r))
     if not full:
-        lines += ["", "**Reduced protocol.** These numbers are NOT the full protocol (4 models x 3 seeds x 3 "
-                  "epochs); see above for exactly what ran. With one seed the ± columns are absent, and with 2 "
-                  "epochs the training rate is epoch 2 alone (steady state, epoch 1 with graph building / "
-                  "DeepCTR's slow first epoch excluded)."]
+        lines += ["", "**Reduced protocol.** These numbers are NOT the full protocol (4 models x 3 seeds x 2 "
+                  "epochs); see above for exactly what ran. With one seed the ± columns are absent, and with 1 "
+                  "epoch the training rate is taken after 50 warm-up steps."]
     lines += ["", "Each run: one process, pinned to the CPUs and thread counts in the JSON `threads` field. "
               "train ex/s = training examples/s of epochs 2..n (1 epoch: after 50 warm-up steps); infer "
               "ex/s = test split at batch 1024 through the library's predict API / calling the model on "
               "pre-built batches; peak RSS = the process's max RSS. tfmtl's model call takes raw columns "
-              "(vocabulary lookup inside the model); the peers' take pre-encoded ids.", "",
+              "(vocabulary lookup inside the model); the peers' take pre-encoded ids. Wall s by phase: setup "
+              "(imports, data, model), train (every epoch, graph building included), validation, test "
+              "(predictions and AUCs), inference (the warm-up and timed inference passes).", "",
               f"Machine: {doc['machine']}", ""]
     for model in [m for m in MODELS if m in table]:
         libs = table[model]
@@ -248,13 +251,15 @@ def markdown(doc):
             lines += ["", "Top ops: " + "; ".join(f"`{k}` {v}" for k, v in
                                                   list(breakdown["top_ops_ms_per_step"].items())[:8]), ""]
     lines += ["## Per run", "", "| model | library | seed | epochs | best epoch | test AUC | epoch seconds | "
-              "train ex/s | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+              "train ex/s | wall s | wall s by phase |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['library']} | {r['seed']} | | | FAILED | | | |")
+            lines.append(f"| {r['model']} | {r['library']} | {r['seed']} | | | FAILED | | | | |")
         else:
+            phases = ", ".join(f"{k} {v:.0f}" for k, v in r.get("phase_seconds", {}).items())
             lines.append(f"| {r['model']} | {r['library']} | {r['seed']} | {r['epochs']} | {r['best_epoch']} | "
-                         f"{r['test_auc']} | {r['epoch_seconds']} | {r['train_examples_per_s']} | {r['wall_s']} |")
+                         f"{r['test_auc']} | {r['epoch_seconds']} | {r['train_examples_per_s']} | {r['wall_s']} | "
+                         f"{phases} |")
     return "\n".join(lines) + "\n"
 
 

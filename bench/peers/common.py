@@ -144,6 +144,19 @@ class StepClock:
         self.epoch_steps[-1].append(time.perf_counter())
 
 
+class Phases:
+    """Wall seconds per phase of a run: ``mark(name)`` adds the time since the previous mark to ``name``."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + now - self._last, 2)
+        self._last = now
+
+
 class BestEpoch:
     """Validation AUCs per epoch and a snapshot of the best epoch's weights (by mean AUC over the tasks)."""
 

@@ -104,7 +104,7 @@ def build_model(name, args, feature_columns, seed):
 def run_one(name: str, args, threads: dict) -> dict:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    t_start = time.perf_counter()
+    t_start, phases = time.perf_counter(), common.Phases()
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -146,13 +146,17 @@ def run_one(name: str, args, threads: dict) -> dict:
     epoch_seconds, best = [], common.BestEpoch()
 
     def validate(epoch, logs):
+        phases.mark("train")
         val = common.aucs(data.validation.labels, predict(x_val), census_data.TASKS)
         print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s "
               f"loss {logs.get('loss', float('nan')):.4f} val AUC {val}", flush=True)
         best.record(val, model.get_weights)
+        phases.mark("validation")
 
+    phases.mark("setup")
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0,
               callbacks=[common.keras_epoch_timer(keras, clock, epoch_seconds, validate)])
+    phases.mark("train")
     model.set_weights(best.weights)
     test_pred = predict(x_test)
     test_auc = common.aucs(data.test.labels, test_pred, census_data.TASKS)
@@ -162,6 +166,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         test_auc["ctcvr"] = round(float(roc_auc_score(data.test.labels.prod(axis=1), test_pred["ctcvr"])), 6)
 
     train_eps, basis = common.train_rate(epoch_seconds, len(data.train), clock, args.batch_size, args.warmup_steps)
+    phases.mark("test")
 
     # Inference, batch args.infer_batch, over the test split, after one warm-up pass.
     model.predict(x_test, batch_size=args.infer_batch, verbose=0)
@@ -179,6 +184,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         out = call(batch)
     _ = [o.numpy() for o in out]
     infer_call = n_test / (time.perf_counter() - t0)
+    phases.mark("inference")
 
     return {
         "library": LIBRARY, "library_version": deepctr.__version__, "framework": "tensorflow",
@@ -193,7 +199,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         "infer_examples_per_s_model_call": round(infer_call, 1),
         "peak_rss_mib": common.peak_rss_mib(), "threads": threads,
         "rows": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
-        "data_dir": data.data_dir, "wall_s": round(time.perf_counter() - t_start, 1),
+        "data_dir": data.data_dir, "wall_s": round(time.perf_counter() - t_start, 1), "phase_seconds": phases.seconds,
         "env": {"TF_USE_LEGACY_KERAS": os.environ.get("TF_USE_LEGACY_KERAS"),
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")},
     }

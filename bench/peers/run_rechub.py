@@ -63,7 +63,7 @@ class _ClockedLoader:
 
 def run_one(name: str, args, threads: dict) -> dict:
     os.environ.setdefault("TQDM_DISABLE", "1")
-    t_start = time.perf_counter()
+    t_start, phases = time.perf_counter(), common.Phases()
     import random
 
     import numpy as np
@@ -151,14 +151,17 @@ def run_one(name: str, args, threads: dict) -> dict:
     clock = common.StepClock()
     clocked = _ClockedLoader(train_loader, clock)
     epoch_seconds, best = [], common.BestEpoch()
+    phases.mark("setup")
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         losses = trainer.train_one_epoch(clocked)
         epoch_seconds.append(time.perf_counter() - t0)
+        phases.mark("train")
         val = common.aucs(data.validation.labels, predict(x_val), tasks)
         print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s "
               f"loss {[round(float(v), 4) for v in losses]} val AUC {val}", flush=True)
         best.record(val, lambda: {k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+        phases.mark("validation")
     trainer.model.load_state_dict(best.weights)
     test_pred = predict(x_test)
     test_auc = common.aucs(data.test.labels, test_pred, tasks)
@@ -168,6 +171,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         test_auc["ctcvr"] = round(float(roc_auc_score(data.test.labels.prod(axis=1), test_pred["ctcvr"])), 6)
 
     train_eps, basis = common.train_rate(epoch_seconds, len(data.train), clock, args.batch_size, args.warmup_steps)
+    phases.mark("test")
 
     # Inference, batch args.infer_batch, over the test split, after one warm-up pass.
     predict(x_test)
@@ -185,6 +189,7 @@ def run_one(name: str, args, threads: dict) -> dict:
             out = model(batch)
             out.numpy()
         infer_call = n_test / (time.perf_counter() - t0)
+    phases.mark("inference")
 
     return {
         "library": LIBRARY, "library_version": torch_rechub.__version__, "framework": "torch",
@@ -202,7 +207,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         "threads": {**threads, "torch_num_threads": torch.get_num_threads(),
                     "torch_interop_threads": torch.get_num_interop_threads()},
         "rows": {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)},
-        "data_dir": data.data_dir, "wall_s": round(time.perf_counter() - t_start, 1),
+        "data_dir": data.data_dir, "wall_s": round(time.perf_counter() - t_start, 1), "phase_seconds": phases.seconds,
     }
 
 

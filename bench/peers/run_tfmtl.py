@@ -73,7 +73,7 @@ def build_model(name, args, spec, tasks):
 
 def run_one(name: str, args, threads: dict) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    t_start = time.perf_counter()
+    t_start, phases = time.perf_counter(), common.Phases()
     import numpy as np
     import tensorflow as tf
 
@@ -126,13 +126,16 @@ def run_one(name: str, args, threads: dict) -> dict:
     last_loss = {}
     track = common.keras_epoch_timer(keras, clock, epoch_seconds,
                                      lambda epoch, logs: last_loss.update(loss=logs.get("loss", float("nan"))))
+    phases.mark("setup")
     for epoch in range(args.epochs):
         ds = model.make_dataset(train_df, shuffle=True, batch_size=args.batch_size, seed=args.seed * 1000 + epoch)
         model.fit(ds, epochs=1, verbose=0, callbacks=[track])
+        phases.mark("train")
         val = common.aucs(y_val, predict(val_df), census_data.TASKS)
         print(f"[{LIBRARY}/{name}] epoch {epoch + 1}: train {epoch_seconds[-1]:.1f}s loss {last_loss['loss']:.4f} "
               f"val AUC {val}", flush=True)
         best.record(val, model.get_weights)
+        phases.mark("validation")
     model.set_weights(best.weights)
     test_pred = predict(test_df)
     test_auc = common.aucs(y_test, test_pred, census_data.TASKS)
@@ -142,6 +145,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         test_auc["ctcvr"] = round(float(roc_auc_score(y_test.prod(axis=1), test_pred["ctcvr"])), 6)
 
     train_eps, basis = common.train_rate(epoch_seconds, len(train_df), clock, args.batch_size, args.warmup_steps)
+    phases.mark("test")
 
     # Inference, batch args.infer_batch, over the test split, after one warm-up pass.
     predict(test_df)
@@ -160,6 +164,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         out = call(batch)
     _ = {k: v.numpy() for k, v in out.items()}
     infer_call = n_test / (time.perf_counter() - t0)
+    phases.mark("inference")
 
     cfg.update(embedding_dim=args.embedding_dim, optimizer=f"tfmtl.optimizers.Adam(lr={args.lr})",
                batch_size=args.batch_size,
@@ -179,7 +184,7 @@ def run_one(name: str, args, threads: dict) -> dict:
         "infer_examples_per_s_model_call": round(infer_call, 1),
         "peak_rss_mib": common.peak_rss_mib(), "threads": threads,
         "rows": {"train": len(train_df), "validation": len(val_df), "test": len(test_df)},
-        "data_dir": data_dir, "wall_s": round(time.perf_counter() - t_start, 1),
+        "data_dir": data_dir, "wall_s": round(time.perf_counter() - t_start, 1), "phase_seconds": phases.seconds,
         "env": {"TF_USE_LEGACY_KERAS": os.environ.get("TF_USE_LEGACY_KERAS"),
                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)")},
     }
