@@ -27,8 +27,8 @@ def without_autograph(function: Callable) -> Callable:
     and training steps branch on Python values only, and AutoGraph skips the ``keras`` package
     but not ``tf_keras``: converting a layer's ``call`` also converts every Keras layer and loss it
     calls, which made building an MMoE take ~20 s and tracing its first training step ~20 s more
-    (about 1 s and 3.5 s without). Tensor-dependent branches in such code must use
-    ``tf.cond``/``tf.where``.
+    (about 1 s and 3.5 s without). Inside a wrapped training step nothing below is converted
+    (the same rule as Keras 3): tensor-dependent branches must use ``tf.cond``/``tf.where``.
     """
     wrapped = tf.autograph.experimental.do_not_convert(function)
     wrapped.__signature__ = inspect.signature(function)  # Keras reads ``call``'s arguments (training, mask)
