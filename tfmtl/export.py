@@ -71,6 +71,7 @@ import pandas as pd
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
+from tfmtl._keras import without_autograph
 from tfmtl.features import CategoricalFeature, FeatureSpec, serving_signature
 
 SERVING_DEFAULT = "serving_default"
@@ -260,7 +261,8 @@ def _extra_example_features(extras: Extras) -> dict[str, tf.io.FixedLenFeature]:
 
 
 def _call_model(model: tf.Module) -> RawFn:
-    return lambda raw: model(raw, training=False)
+    # Traced as written: AutoGraph would rewrite Keras' own call path (see tfmtl._keras.without_autograph).
+    return without_autograph(lambda raw: model(raw, training=False))
 
 
 # ------------------------------------------------------------------ writing
