@@ -50,8 +50,6 @@ def dataframe_to_dataset(
       extra_features: more model inputs ``{name: array [N, ...]}`` aligned with ``df``'s
         rows (e.g. MAMEX's modality inputs).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     spec.check_dataframe(df, require_labels=list(targets.values()) if targets else ())
     element: Any = {**spec.feature_arrays(df), **(extra_features or {})}
     if targets:

@@ -196,8 +196,8 @@ class StructureWeightUpdate(keras.callbacks.Callback):
         self.optimizer.build(variables)
         step = lambda batch: self._step(variables, batch)  # noqa: E731
         # Follow the model: eager when it runs eagerly (debugging, tiny tests), else one traced function.
-        traced = tf.function(step, reduce_retracing=True, autograph=False)  # see tfmtl._keras.without_autograph
-        self._update = step if self.model.run_eagerly else traced
+        # Traced as written, like the model's own steps (see tfmtl._keras.without_autograph).
+        self._update = step if self.model.run_eagerly else tf.function(step, reduce_retracing=True, autograph=False)
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
