@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfmtl", "datasets", "data",
@@ -26,7 +27,9 @@ DEFAULT_SLICE = "sex"  # census
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfmtl.logs import silence_known_noise
+
+    silence_known_noise()
     try:
         return args.command(args)
     except KeyboardInterrupt:
@@ -36,12 +39,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ------------------------------------------------------------------ commands
 def _run(args: argparse.Namespace) -> int:
+    name = args.pipeline_name or f"tfmtl-{args.model.replace('_', '-')}"
+    run_dir = os.path.abspath(args.run_dir or os.path.join("tfmtl-runs", name))
+    if args.verbose:
+        return _run_pipeline(args, name, run_dir, _say)
+    from tfmtl.logs import capture_output, log_tail
+
+    # TensorFlow, Beam and TFX logs (and the Beam workers' output) go to the file; progress to the terminal.
+    log_path = os.path.join(run_dir, "logs", time.strftime("pipeline-%Y%m%d-%H%M%S.log"))
+    _say(f"full log: {log_path}")
+    with capture_output(log_path) as console:
+        def say(text: str) -> None:
+            print(text, file=console, flush=True)
+
+        status = _run_pipeline(args, name, run_dir, say)
+        if status:
+            say(f"--- last lines of the log ---\n{log_tail(log_path)}--- full log: {log_path}")
+    return status
+
+
+def _run_pipeline(args: argparse.Namespace, name: str, run_dir: str, say) -> int:
     from pipeline import data, runner
     from pipeline.gates import DataValidationError
     from pipeline.summary import summarize
 
-    name = args.pipeline_name or f"tfmtl-{args.model.replace('_', '-')}"
-    run_dir = os.path.abspath(args.run_dir or os.path.join("tfmtl-runs", name))
     train_files, eval_files = data.find_splits(args.data, args.eval_data)
     staged = data.stage(train_files, eval_files, run_dir, rows=args.rows)
     spec = data.fit_spec(staged, args.spec, numeric_buckets=args.numeric_buckets)
@@ -51,25 +72,26 @@ def _run(args: argparse.Namespace) -> int:
     pipeline = _create(args, name, runner.pipeline_root(run_dir), staged.root, spec, staged.data_format,
                        staged.train_pattern, staged.eval_pattern, slices, beam,
                        metadata_connection_config=runner.metadata_config(run_dir))
-    _say(f"pipeline {name}: {len(staged.train_files)} train file(s), format {staged.data_format}, "
-         f"rows {args.rows or 'all'}, model {args.model}; run directory {run_dir}")
+    say(f"pipeline {name}: {len(staged.train_files)} train file(s), format {staged.data_format}, "
+        f"rows {args.rows or 'all'}, model {args.model}; run directory {run_dir}")
     start = time.monotonic()
     failure = None
     try:
-        runner.run_local(pipeline, progress=None if args.verbose else _say)
+        runner.run_local(pipeline, progress=None if args.verbose else say)
     except DataValidationError as error:
         failure = str(error)
     except Exception as error:  # a component failed: say which, after the summary
         if args.verbose:
             raise
-        failure = f"{type(error).__name__}: {error} (run with --verbose for the traceback)"
+        traceback.print_exc()  # into the log
+        failure = f"{type(error).__name__}: {error}"
     summary = summarize(runner.metadata_path(run_dir), name)
-    _say(f"finished in {time.monotonic() - start:.1f} s\n{summary.format()}")
+    say(f"finished in {time.monotonic() - start:.1f} s\n{summary.format()}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({**summary.to_dict(), "run_dir": run_dir, "failure": failure}, f, indent=1)
     if failure:
-        _say(f"FAILED: {failure}")
+        say(f"FAILED: {failure}")
         return 1
     return 0
 
@@ -148,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
                      default="multi_processing", help="DirectRunner mode (default: multi_processing)")
     run.add_argument("--beam-workers", type=int, help="DirectRunner workers (default: all cores)")
     run.add_argument("--json", help="also write the run summary as JSON to this file")
-    run.add_argument("--verbose", action="store_true", help="show TFX's own logs instead of progress lines")
+    run.add_argument("--verbose", action="store_true", help="show TFX's own logs on the terminal instead of progress "
+                                                            "lines (default: they go to <run dir>/logs/)")
     _common(run)
 
     compile_ = commands.add_parser("compile", help="compile for Kubeflow Pipelines V2 / Vertex AI Pipelines")

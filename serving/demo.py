@@ -60,12 +60,17 @@ def main(argv=None) -> int:
     parser.add_argument("--show", nargs="*", default=["income", "marital_stat"],
                         help="CSV columns printed beside each prediction (e.g. the true labels)")
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--server_log", help="write the server's output to this file instead of the terminal")
     args = parser.parse_args(argv)
 
     port = free_port()
+    log = open_log(args.server_log)
     server = subprocess.Popen([sys.executable, "-m", "serving", f"--model_name={args.model_name}",
                                f"--model_base_path={os.path.abspath(args.model_base_path)}",
-                               f"--rest_api_port={port}", "--rest_api_host=127.0.0.1"])
+                               f"--rest_api_port={port}", "--rest_api_host=127.0.0.1"],
+                              stdout=log, stderr=subprocess.STDOUT if log else None)
+    if log:
+        print(f"server log: {args.server_log}")
     try:
         with ServingClient(f"http://127.0.0.1:{port}", timeout=30.0) as client:
             wait_available(client, args.model_name, server, args.timeout)
@@ -85,13 +90,29 @@ def main(argv=None) -> int:
                 values = prediction if isinstance(prediction, dict) else {"output": prediction}
                 print(f"  row {i}: " + ", ".join(f"{k}={float(v):.4f}" for k, v in values.items())
                       + (f"   ({context})" if context else ""))
+    except BaseException:
+        if log:
+            log.flush()
+            with open(args.server_log, errors="replace") as f:
+                print("--- last lines of the server log ---\n" + "".join(f.readlines()[-30:]), file=sys.stderr)
+        raise
     finally:
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        if log:
+            log.close()
     return 0
+
+
+def open_log(path: str | None):
+    """The server's log file (appended to), or None for the terminal."""
+    if not path:
+        return None
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    return open(path, "ab")
 
 
 if __name__ == "__main__":

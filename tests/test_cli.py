@@ -3,13 +3,14 @@ import pytest
 from tfmtl import cli
 
 
-def test_train_prints_aucs_and_saves(tmp_path, capsys):
-    out = tmp_path / "m.keras"
-    assert cli.main(["train", "--model", "shared_bottom", "--rows", "3000", "--epochs", "1",
+def test_train_prints_aucs_and_saves(tmp_path, capfd):
+    out, log = tmp_path / "m.keras", tmp_path / "train.log"
+    assert cli.main(["train", "--model", "shared_bottom", "--rows", "3000", "--epochs", "1", "--log", str(log),
                      "--model-args", '{"bottom_units": [16], "tower_units": [8]}', "--output", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "test AUC income_50k: 0." in text and "test AUC never_married: 0." in text
-    assert out.exists()
+    terminal = capfd.readouterr()
+    assert "test AUC income_50k: 0." in terminal.out and "test AUC never_married: 0." in terminal.out
+    assert f"full log: {log}" in terminal.out and terminal.err == ""
+    assert out.exists() and log.exists()
 
 
 def test_models_lists_registry(capsys):

@@ -9,11 +9,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 
 import pandas as pd
+
+from tfmtl.logs import capture_output, silence_known_noise
 
 
 def _load(args):
@@ -77,14 +81,21 @@ def main(argv=None) -> int:
     fit.add_argument("--embedding-dim", type=int, default=4)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", default=None, help="save the trained model as a .keras file")
+    fit.add_argument("--log", default=None, help="TensorFlow's own log output goes here "
+                                                 "(default: tfmtl-runs/logs/train-<time>.log)")
     commands.add_parser("models", help="list registered model names")
     args = parser.parse_args(argv)
+    silence_known_noise()
     if args.command == "models":
         from tfmtl.models import available_models
 
         print("\n".join(available_models()))
         return 0
-    train(args)
+    # Python output (progress, AUCs) stays on the terminal; TensorFlow's C++ and logging output goes to the log.
+    log_path = args.log or os.path.join("tfmtl-runs", "logs", time.strftime("train-%Y%m%d-%H%M%S.log"))
+    print(f"full log: {log_path}", flush=True)
+    with capture_output(log_path) as console, contextlib.redirect_stdout(console):
+        train(args)
     return 0
 
 
