@@ -113,16 +113,26 @@ def test_bad_arguments_get_clear_errors(multitask_data, funnel_data):
         model.predict(df.assign(x1="high"))
 
 
-def test_census_slice_beats_fixed_auc(census_slice):
+def converged_census_aucs(splits) -> tuple[float, float]:
+    """Income and never-married test AUCs of a small MMoE trained to convergence on a census slice.
+
+    bench/test_margins.py runs this same function over seeds and oneDNN on/off to size the bounds below.
+    """
     from sklearn.metrics import roc_auc_score
 
-    model = MMoE(census_slice.spec, num_experts=4, expert_units=[64, 32], tower_units=[16])
-    model.compile(optimizer=keras.optimizers.Adam(2e-3))
-    model.fit(census_slice.train, epochs=2, batch_size=256, verbose=0)
-    predictions = model.predict(census_slice.test, verbose=0)
-    spec = census_slice.spec
-    income = roc_auc_score(spec.label_array(census_slice.test, "income_50k").ravel(), predictions["income_50k"].ravel())
-    married = roc_auc_score(spec.label_array(census_slice.test, "never_married").ravel(),
-                            predictions["never_married"].ravel())
-    # A majority-class or random model scores 0.5; the full-data models reach ~0.94 / ~0.99.
-    assert income > 0.90 and married > 0.97, (income, married)
+    model = MMoE(splits.spec, num_experts=4, expert_units=[64, 32], tower_units=[16])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    stop = keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
+    model.fit(splits.train, validation_data=splits.validation, epochs=12, batch_size=256, verbose=0, callbacks=[stop])
+    predictions = model.predict(splits.test, verbose=0)
+    return tuple(float(roc_auc_score(splits.spec.label_array(splits.test, task).ravel(), predictions[task].ravel()))
+                 for task in ("income_50k", "never_married"))
+
+
+def test_census_slice_beats_fixed_auc(census_slice):
+    # Trained to convergence so that seeds and CPU numerics do not cross the bounds: over seeds 0-5 with
+    # oneDNN on and off, income 0.930-0.942 (std 0.004), never married 0.9937-0.9947
+    # (bench/results/test_margins.md); the earlier 2-epoch version spread 0.899-0.931 and failed at 0.90.
+    # A majority-class or random model scores 0.5; the full-data models reach ~0.95 / ~0.995.
+    income, married = converged_census_aucs(census_slice)
+    assert income > 0.92 and married > 0.985, (income, married)
