@@ -33,6 +33,8 @@ def silence_known_noise() -> None:
     C++ INFO/WARNING lines (oneDNN notices, CPU feature hints) are off unless the user set a level.
     """
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.api_core(\.|$)")
+    # The same for child processes (Beam's workers), unless the user chose their own filters.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning:google.api_core._python_version_support")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
