@@ -119,12 +119,14 @@ def test_fresh_venv_with_serving_extra_serves_a_model(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
+    # Run from outside the checkout: `python -m` puts the working directory on sys.path, and the
+    # editable install's tfmtl.egg-info there would make pip think tfmtl is already installed.
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--prefer-binary", "-c",
                               os.path.join(REQUIREMENTS, "constraints.txt"), f"{wheel}[serving]"],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, cwd=str(tmp_path))
     assert install.returncode == 0, install.stderr[-3000:]
     # A serving host gets the server and the Keras library, not the TFX stack.
-    probe = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True)
+    probe = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True, cwd=str(tmp_path))
     assert json.loads(probe.stdout) == {"tfx": False, "apache_beam": False, "uvicorn": True, "tfmtl": True}
 
     base_path = str(tmp_path / "models" / "half")
