@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _report  # noqa: E402
 
-from tfmtl._keras import keras  # noqa: E402
+from tfmtl.compat import keras  # noqa: E402
 from tfmtl.datasets import movielens  # noqa: E402
 from tfmtl.models import build_model  # noqa: E402
 from tfmtl.models.mamex import hide_modality, modality_specs  # noqa: E402

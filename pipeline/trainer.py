@@ -25,7 +25,7 @@ from pipeline.config import TrainingConfig, read_trainer_config
 from pipeline.distribution import choose_strategy, is_chief, precision_policy, strategy_name
 from pipeline.transform import fitted_spec
 from tfmtl import export
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.models import build_model
 from tfmtl.optimizers import Adam

@@ -12,7 +12,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from tests.export_helpers import call_in_tensorflow_only_process
 from tfmtl import export
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.export import export_saved_model, save_signatures
 from tfmtl.features import FeatureSpec, NumericFeature, serving_signature
 from tfmtl.models import ESMM, FSMD, MMoE

@@ -15,7 +15,7 @@ from pipeline.config import TrainingConfig, trainer_config
 from pipeline.distribution import choose_strategy, cluster_workers
 from pipeline.signatures import EVAL_FEATURES_SIGNATURE, EVAL_SIGNATURE
 from tests.pipeline.conftest import EVAL_ROWS, SMALL_MMOE, serialize
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import census
 from tfmtl.features import encoded_names
 

@@ -5,6 +5,7 @@
 * middle level: :class:`AdaptiveSampler` with :class:`RevenueSampling`,
   :class:`FairnessSampling` and :class:`AlignmentSampling`;
 * inner level: :class:`MultiObjectiveModel`, whose ``train_step`` takes the weighted step;
+* structure weights (M3oE): :class:`StructureWeightUpdate` and the :class:`BilevelStructureFit` model mixin;
 * :mod:`tfmtl.training.metrics`: Hit@K, rHit@K, min-Hit@K, Pop-KL, validity, Imp, AUCs.
 """
 
@@ -19,6 +20,7 @@ from tfmtl.training.sampler import (
     SamplingRule,
     sign_step,
 )
+from tfmtl.training.structure_weights import BilevelStructureFit, StructureWeightUpdate
 from tfmtl.training.weighting import PIDWeighting, StaticWeights, UncertaintyWeighting, Weighting
 
 __all__ = [
@@ -26,5 +28,6 @@ __all__ = [
     "PIDController", "PIDState", "pid_step",
     "MultiObjectiveModel",
     "AdaptiveSampler", "AlignmentSampling", "FairnessSampling", "RevenueSampling", "SamplingRule", "sign_step",
+    "BilevelStructureFit", "StructureWeightUpdate",
     "PIDWeighting", "StaticWeights", "UncertaintyWeighting", "Weighting",
 ]
