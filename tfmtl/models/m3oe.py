@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tfmtl._keras import keras, register
 from tfmtl.layers import MLP
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain import STRUCTURE_NAMES, DomainTaskTowers, M3oEExperts, StarDense
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
@@ -77,10 +78,12 @@ class M3oE(BilevelStructureFit, MultiTaskModel):
                  structure_update: str = "bilevel", structure_init: float = 1.0,
                  structure_learning_rate: float = 1e-3, structure_update_every: int = 10, batch_norm: bool = False,
                  dropout: float = 0.0, **kwargs):
+        check_arguments("M3oE", counts=dict(num_experts=num_experts, structure_update_every=structure_update_every),
+                        units=dict(expert_units=expert_units),
+                        optional_units=dict(star_units=star_units, tower_units=tower_units, gate_units=gate_units),
+                        rates=dict(dropout=dropout))
         if structure_update not in STRUCTURE_MODES:
             raise ValueError(f"M3oE: structure_update must be one of {STRUCTURE_MODES}, got {structure_update!r}")
-        if structure_update_every < 1:
-            raise ValueError(f"M3oE: structure_update_every must be >= 1, got {structure_update_every}")
         super().__init__(spec, tasks, domain_feature=domain_feature, num_experts=num_experts,
                          star_units=list(star_units), expert_units=list(expert_units), tower_units=list(tower_units),
                          gate_units=list(gate_units), structure_update=structure_update,
