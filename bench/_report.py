@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary path beside ``path`` (same extension, so matplotlib picks the format) renamed to ``path``
+    when the block succeeds and removed when it fails: readers never see a half-written result."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    stem, extension = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".tmp{extension}", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never a half-written result."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         f.write(text)
-    os.replace(path + ".tmp", path)
+
+
+def write_json(path: str, data, indent: int | None = 1) -> None:
+    """``data`` as JSON at ``path``, atomically."""
+    write_atomically(path, json.dumps(data, indent=indent))
+
+
+def save_figure(figure, path: str, **savefig_kwargs) -> None:
+    """``figure.savefig`` to ``path``, atomically."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, **savefig_kwargs)
 
 
 def run_or_reload(args, run: Callable[[object], dict], data_ready: Callable[[], bool] = lambda: True,
@@ -29,7 +59,7 @@ def run_or_reload(args, run: Callable[[object], dict], data_ready: Callable[[], 
 
 def save_report(out: str, results: dict, markdown: str, plot: Callable[[str], None] | None = None) -> None:
     """``<out>.json`` and ``<out>.md``, then ``<out>.png`` through ``plot(path)``; prints the Markdown."""
-    write_atomically(out + ".json", json.dumps(results, indent=1))
+    write_json(out + ".json", results)
     write_atomically(out + ".md", markdown)
     if plot is not None:
         plot(out + ".png")

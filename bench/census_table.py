@@ -1,8 +1,8 @@
 """FSMD Table II on census: every model, 3 seeds, our AUCs beside the paper's.
 
-    python bench/census_table.py --config paper            # Table I settings
-    python bench/census_table.py --config best --models mmoe fs
-    python bench/census_table.py --rows 5000 --epochs 1 --seeds 0   # smoke run
+    python -m bench.census_table --config paper            # Table I settings
+    python -m bench.census_table --config best --models mmoe fs
+    python -m bench.census_table --rows 5000 --epochs 1 --seeds 0   # smoke run
 
 Each model trains for ``--epochs`` epochs; the epoch with the best mean
 validation AUC is kept and scored on the test half (sklearn AUC). Training
@@ -22,11 +22,10 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfmtl._keras import keras  # noqa: E402
-from tfmtl.datasets import census  # noqa: E402
-from tfmtl.models import build_model  # noqa: E402
+from bench import _report
+from tfmtl.compat import keras
+from tfmtl.datasets import census
+from tfmtl.models import build_model
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASKS = ["income_50k", "never_married"]
@@ -135,9 +134,7 @@ def write_markdown(path, summary, meta):
             cells.append(f"{e[f'{t}_mean'] - paper[i]:+.4f}" if paper else "–")
         cells += [f"{e['train_examples_per_s']:,.0f}", f"{e['infer_examples_per_s']:,.0f}", f"{e['params']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    _report.write_atomically(path, "\n".join(lines) + "\n")
 
 
 def write_chart(path, summary, config):
@@ -161,8 +158,7 @@ def write_chart(path, summary, config):
         ax.set_title(f"{task} test AUC ({config} settings)")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
-    os.replace(path + ".tmp.png", path)
+    _report.save_figure(fig, path, dpi=110)
 
 
 def rewrite(out: str) -> None:
@@ -198,7 +194,7 @@ def main(argv=None):
             previous = json.load(f)
         rows, commands = previous["runs"], previous["meta"].get("commands", [previous["meta"]["command"]])
         seeds = sorted(set(seeds) | set(previous["meta"]["seeds"]))
-    command = "python bench/census_table.py " + " ".join(argv or sys.argv[1:])
+    command = "python -m bench.census_table " + " ".join(argv or sys.argv[1:])
     for seed in args.seeds:
         for name in args.models:
             start = time.perf_counter()
@@ -213,9 +209,7 @@ def main(argv=None):
                     "rows": {"train": len(splits.train), "validation": len(splits.validation),
                              "test": len(splits.test)},
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
-            with open(out + ".json.tmp", "w") as f:
-                json.dump({"meta": meta, "paper": PAPER, "summary": summary, "runs": rows}, f, indent=1)
-            os.replace(out + ".json.tmp", out + ".json")
+            _report.write_json(out + ".json", {"meta": meta, "paper": PAPER, "summary": summary, "runs": rows})
             write_markdown(out + ".md", summary, meta)
     rewrite(out)
 

@@ -1,7 +1,7 @@
 """Item cold start on MovieLens-100k: MAMEX vs concatenation / averaging fusion, each modality missing in turn.
 
-    python bench/coldstart.py                       # 3 seeds (~15 min on 2 cores)
-    python bench/coldstart.py --seeds 0 --epochs 1  # smoke run
+    python -m bench.coldstart                       # 3 seeds (~15 min on 2 cores)
+    python -m bench.coldstart --seeds 0 --epochs 1  # smoke run
 
 Data: :func:`tfmtl.datasets.movielens.coldstart_split`: 20% of the movies are
 held out entirely (their exposures form the cold test set); exposures are the
@@ -34,21 +34,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import _report  # noqa: E402
-
-from tfmtl._keras import keras  # noqa: E402
-from tfmtl.datasets import movielens  # noqa: E402
-from tfmtl.models import build_model  # noqa: E402
-from tfmtl.models.mamex import hide_modality, modality_specs  # noqa: E402
+from bench import _report
+from tfmtl.compat import keras
+from tfmtl.datasets import movielens
+from tfmtl.models import build_model
+from tfmtl.models.mamex import hide_modality, modality_specs
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASKS = ["click", "conversion"]

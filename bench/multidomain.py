@@ -1,7 +1,7 @@
 """Multi-domain, multi-task MovieLens-100k: per-domain, per-task test AUC of M3oE and its baselines.
 
-    python bench/multidomain.py                       # 3 seeds, all models (~15 min on 2 cores)
-    python bench/multidomain.py --seeds 0 --epochs 1  # smoke run
+    python -m bench.multidomain                       # 3 seeds, all models (~15 min on 2 cores)
+    python -m bench.multidomain --seeds 0 --epochs 1  # smoke run
 
 Data: :func:`tfmtl.datasets.movielens.multidomain` (M3oE's setup on 100k
 ratings): domains = user age groups <25 / 25-34 / 35+, tasks ``like``
@@ -23,19 +23,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import time
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import _report  # noqa: E402
-
-from tfmtl._keras import keras  # noqa: E402
-from tfmtl.datasets import movielens  # noqa: E402
-from tfmtl.models import build_model  # noqa: E402
+from bench import _report
+from tfmtl.compat import keras
+from tfmtl.datasets import movielens
+from tfmtl.models import build_model
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASKS = ["like", "love"]

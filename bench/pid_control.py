@@ -1,7 +1,7 @@
 """PID-controlled multi-objective training (MoRec's tri-level scheme) on two problems.
 
-    nice -n 10 .venv/bin/python bench/pid_control.py              # both parts -> bench/results/pid_control.*
-    nice -n 10 .venv/bin/python bench/pid_control.py --quick --out /tmp/pid   # smoke run (a few minutes)
+    nice -n 10 .venv/bin/python -m bench.pid_control              # both parts -> bench/results/pid_control.*
+    nice -n 10 .venv/bin/python -m bench.pid_control --quick --out /tmp/pid   # smoke run (a few minutes)
 
 (a) **census** (MMoE, tasks ``income_50k`` and ``never_married``): a single-objective income
     model is trained first; the set point is its converged training income loss, relaxed by
@@ -47,7 +47,6 @@ atomically; the JSON holds the exact command, settings and per-step curves (subs
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -58,15 +57,15 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmtl and tfrs are Keras 2; before TensorFlow loads
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from tfmtl._keras import keras  # noqa: E402
-from tfmtl.datasets import census, movielens  # noqa: E402
-from tfmtl.models import MMoE  # noqa: E402
-from tfmtl.training import (  # noqa: E402
+from bench import _report
+from tfmtl.compat import keras
+from tfmtl.datasets import census, movielens
+from tfmtl.models import MMoE
+from tfmtl.training import (
     AdaptiveSampler,
     AlignmentSampling,
     FairnessSampling,
@@ -78,7 +77,7 @@ from tfmtl.training import (  # noqa: E402
     UncertaintyWeighting,
     Weighting,
 )
-from tfmtl.training import metrics as M  # noqa: E402
+from tfmtl.training import metrics as M
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 BCE = "binary_crossentropy"
@@ -458,9 +457,7 @@ def movielens_part(args: argparse.Namespace) -> dict[str, Any]:
 
 # ============================================================================ output
 def _save_figure(fig, path: str) -> None:
-    tmp = path[: -len(".png")] + ".tmp.png"  # keep the extension: matplotlib picks the format from it
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    _report.save_figure(fig, path, dpi=110)
 
 
 def plot_census(result: Mapping[str, Any], args: argparse.Namespace, path: str) -> None:
@@ -622,17 +619,11 @@ def write_markdown(path: str, report: Mapping[str, Any]) -> None:
                          f"{_fmt(r['pop_kl@10'])} | {'yes' if r['valid'] else 'no'} | {r['imp']:+.1%} | "
                          f"{r['final_rel_dev']:+.1%} | {r['final_q']['q_accuracy']:.3g} |")
         lines += ["", "![movielens](pid_control_movielens.png)", ""]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, path)
+    _report.write_atomically(path, "\n".join(lines))
 
 
 def write_json(path: str, report: Mapping[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, path)
+    _report.write_json(path, report)
 
 
 # ============================================================================ command line

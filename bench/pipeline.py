@@ -7,9 +7,9 @@ the whole process tree (the CLI and its Beam workers) while it ran, sampled ever
 0.2 s. Results: ``bench/results/pipeline.{json,md}``.
 
 Full run (the lead schedules it; hours on 2 cores):
-    nice -n 5 .venv/bin/python bench/pipeline.py
+    nice -n 5 .venv/bin/python -m bench.pipeline
 Quick check on a slice:
-    .venv/bin/python bench/pipeline.py --rows 500 --scales 1,2 --out /tmp/pipeline_bench
+    .venv/bin/python -m bench.pipeline --rows 500 --scales 1,2 --out /tmp/pipeline_bench
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import threading
 import time
 
 import psutil
+
+from bench import _report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CENSUS = os.path.join(REPO, "tfmtl", "datasets", "data", "census")
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     work = args.work_dir or tempfile.mkdtemp(prefix="tfmtl-pipeline-bench-")
-    results = {"command": "python bench/pipeline.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+    results = {"command": "python -m bench.pipeline " + shlex.join(sys.argv[1:] if argv is None else argv),
                "config": {**vars(args), "cpus": os.cpu_count(), "machine": platform.machine(),
                           "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)}, "runs": []}
     for scale in [int(s) for s in args.scales.split(",")]:
@@ -156,9 +158,7 @@ def write(results: dict, out: str) -> None:
     """``<out>.json`` and ``<out>.md``, each through a temporary file and a rename."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     for path, text in ((out + ".json", json.dumps(results, indent=1)), (out + ".md", markdown(results))):
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
+        _report.write_atomically(path, text)
 
 
 def markdown(results: dict) -> str:

@@ -1,7 +1,7 @@
 """REST serving overhead: the ``serving/`` server vs an in-process SavedModel call (issue #5, part 4).
 
-    nice -n 5 .venv/bin/python bench/serving.py                                  # the real run (~20 min)
-    nice -n 5 .venv/bin/python bench/serving.py --soak-seconds 30 --cell-seconds 2 --rows 3000   # smoke run
+    nice -n 5 .venv/bin/python -m bench.serving                                  # the real run (~20 min)
+    nice -n 5 .venv/bin/python -m bench.serving --soak-seconds 30 --cell-seconds 2 --rows 3000   # smoke run
 
 Trains a census MMoE briefly (8 experts of [512, 256]; latency depends on the
 architecture, not on how well it is trained), exports it with
@@ -52,8 +52,9 @@ import httpx
 import numpy as np
 import psutil
 
+from bench import _report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 MODEL_NAME = "census"
@@ -100,11 +101,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def command_line() -> str:
     """The command as typed from the repository root (with ``nice -n`` when the process is niced)."""
-    script = os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)
     python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable
     niceness = os.nice(0)
     prefix = f"nice -n {niceness} " if niceness else ""
-    return prefix + shlex.join([python, script, *sys.argv[1:]])
+    return prefix + shlex.join([python, "-m", "bench.serving", *sys.argv[1:]])
 
 
 # --------------------------------------------------------------------------- model
@@ -112,7 +112,7 @@ def command_line() -> str:
 
 def train_and_export(rows: int, export_base: str) -> tuple[str, dict[str, np.ndarray], dict]:
     """Train the census MMoE for one epoch, export it; returns (version dir, test feature arrays, info)."""
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.export import export_saved_model
     from tfmtl.models import MMoE
@@ -562,30 +562,6 @@ def latency_drift(result: LoadResult) -> dict:
 # --------------------------------------------------------------------------- output
 
 
-def write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` next to ``path``, then rename over it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _write_text(text: str) -> Callable[[str], None]:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return write
-
-
 def _fmt(value: Any, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -712,13 +688,13 @@ def plot(report: dict, path: str) -> None:
     fig.suptitle(f"tfmtl serving: census MMoE, REST vs in-process ({report['meta']['cpu_count']} shared CPUs, "
                  f"load avg {report['meta']['loadavg_start'][0]:.0f})")
     fig.tight_layout()
-    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    _report.save_figure(fig, path, dpi=110, format="png")
     plt.close(fig)
 
 
 def write_results(report: dict, out: str) -> None:
-    write_atomically(out + ".json", _write_text(json.dumps(report, indent=2) + "\n"))
-    write_atomically(out + ".md", _write_text(markdown(report)))
+    _report.write_atomically(out + ".json", json.dumps(report, indent=2) + "\n")
+    _report.write_atomically(out + ".md", markdown(report))
     plot(report, out + ".png")
 
 

@@ -28,7 +28,7 @@ The setup, identical for every library:
 ``--rows N`` reads only the first N rows of each file (smoke tests): the
 validation/test halves are then halves of that slice.
 
-Run it directly to print a summary: ``python bench/peers/census_data.py``.
+Run it directly to print a summary: ``python -m bench.peers.census_data``.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import time
 import numpy as np
 
 MODELS = ("shared_bottom", "mmoe", "ple", "esmm")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # child runs start here (-m)
 
 
 def parse_units(text: str) -> tuple[int, ...]:
@@ -83,8 +84,8 @@ def selected_models(spec: str, available=MODELS) -> list[str]:
     return names
 
 
-def run_children(script: str, models: list[str]) -> int:
-    """Re-runs ``script`` once per model (fresh process: own peak RSS, own graph)."""
+def run_children(module: str, models: list[str]) -> int:
+    """Re-runs ``python -m module`` from the repository root once per model (fresh process: own peak RSS, graph)."""
     argv, skip = [], False
     for a in sys.argv[1:]:
         if skip:
@@ -98,7 +99,7 @@ def run_children(script: str, models: list[str]) -> int:
         argv.append(a)
     failed = []
     for m in models:
-        rc = subprocess.call([sys.executable, script, *argv, "--model", m])
+        rc = subprocess.call([sys.executable, "-m", module, *argv, "--model", m], cwd=REPO)
         if rc != 0:
             failed.append((m, rc))
     if failed:
@@ -193,11 +194,11 @@ def keras_epoch_timer(keras, clock: StepClock, epoch_seconds: list[float], after
     return EpochTimer()
 
 
-def run_main(script: str, run_one, args) -> None:
+def run_main(module: str, run_one, args) -> None:
     """Each selected model in its own child process, or the one model here; prints/appends its result."""
     models = selected_models(args.model)
     if len(models) > 1:
-        sys.exit(run_children(os.path.abspath(script), models))
+        sys.exit(run_children(module, models))
     threads = pin_threads(args)
     emit(run_one(models[0], args, threads), args.out)
 

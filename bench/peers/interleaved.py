@@ -1,6 +1,6 @@
 """tfmtl against DeepCTR in ONE process, alternating, so machine noise hits both alike (issue #8).
 
-The per-library runs of ``bench/peers.py`` take minutes each, one after the other; on a shared machine the
+The per-library runs of ``python -m bench.peers`` take minutes each, one after the other; on a shared machine the
 load changes between them. This script builds the same model in both libraries inside DeepCTR's venv
 (same TensorFlow 2.16.2 + tf-keras; tfmtl is imported from the repository) and alternates short timed
 chunks: each round trains every library for ``--steps`` steps and predicts the test slice once. Each
@@ -11,7 +11,7 @@ Throughput = steady-state steps (callback timestamps, the first ``--skip`` steps
 batch / time; inference = test rows / ``predict`` wall time at batch 1024. Reported: the median per
 library and the median of the per-round ratios tfmtl/DeepCTR.
 
-    bench/peers/.venv-deepctr/bin/python bench/peers/interleaved.py --model mmoe --rounds 6
+    bench/peers/.venv-deepctr/bin/python -m bench.peers.interleaved --model mmoe --rounds 6
 
 Writes ``bench/results/peers_interleaved.{json,md}``.
 """
@@ -27,16 +27,14 @@ import statistics
 import sys
 import time
 
+from bench import _report
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path[:0] = [HERE, REPO]
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import census_data  # noqa: E402
-import common  # noqa: E402
-import run_deepctr  # noqa: E402
-import run_tfmtl  # noqa: E402
+from bench.peers import census_data, common, run_deepctr, run_tfmtl  # noqa: E402  (after the Keras switch)
 
 KERAS_ADAM = "tfmtl_keras_adam"
 
@@ -64,7 +62,7 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     run_deepctr._quiet_version_check()
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec
     from tfmtl.optimizers import Adam as TfmtlAdam
@@ -204,20 +202,17 @@ def plot(report: dict, path: str) -> None:
     ax.set_ylabel("tfmtl / DeepCTR examples/s")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
-    os.replace(path + ".tmp.png", path)
+    _report.save_figure(fig, path, dpi=110)
 
 
 def save(report: dict, results: str) -> None:
     text = {results + ".json": json.dumps(report, indent=1), results + ".md": markdown(report)}
     for path, content in text.items():
-        with open(path + ".tmp", "w") as f:
-            f.write(content + "\n")
-        os.replace(path + ".tmp", path)
+        _report.write_atomically(path, content + "\n")
     try:
         plot(report, results + ".png")
     except ImportError:  # DeepCTR's venv has no matplotlib: redraw with --report-only from the main venv
-        print("matplotlib missing: run `.venv/bin/python bench/peers/interleaved.py --report-only` for the PNG")
+        print("matplotlib missing: run `.venv/bin/python -m bench.peers.interleaved --report-only` for the PNG")
     print(text[results + ".md"])
 
 

@@ -21,7 +21,7 @@ and the forward pass alone (``training=True``) on cached batches. ``--trace N`` 
 ``base`` with the TensorFlow profiler and sums the op times per step by kind (matmul, optimizer update,
 batch norm, input lookups/embedding, other) and the top ops (``op_breakdown`` in the JSON).
 
-    .venv/bin/python bench/peers/profile_tfmtl.py --steps 100 --rounds 2 --trace 40
+    .venv/bin/python -m bench.peers.profile_tfmtl --steps 100 --rounds 2 --trace 40
 """
 
 from __future__ import annotations
@@ -32,9 +32,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import common  # noqa: E402
+from bench import _report
+from bench.peers import common
 
 
 def main():
@@ -58,7 +57,7 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets.census import load_census
     from tfmtl.models import MMoE
     from tfmtl.optimizers import Adam
@@ -135,7 +134,7 @@ def main():
             self.sink.append(time.perf_counter() - self.t)
 
     def report(rounds_done):
-        res = {"command": ".venv/bin/python bench/peers/profile_tfmtl.py " + " ".join(sys.argv[1:]),
+        res = {"command": ".venv/bin/python -m bench.peers.profile_tfmtl " + " ".join(sys.argv[1:]),
                "batch_size": B, "steps_per_round": steps, "rounds": rounds_done, "threads": threads,
                "load_avg": os.getloadavg(), "errors": errors, "variants": {}, "outside_fit": {}}
         for name, v in variants.items():
@@ -154,10 +153,7 @@ def main():
         res.update(extra_report)
         print(f"PROFILE[{rounds_done}] " + json.dumps(res), flush=True)
         if args.out:
-            tmp = args.out + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(res, f, indent=1)
-            os.replace(tmp, args.out)
+            _report.write_json(args.out, res)
 
     extra, extra_report = {}, {}
     prep_fn = tf.function(lambda x: prep(x))

@@ -7,7 +7,7 @@ as DeepCTR's own CI does).
 
 Example (smoke test)::
 
-    bench/peers/.venv-deepctr/bin/python bench/peers/run_deepctr.py --rows 20000 --epochs 1
+    bench/peers/.venv-deepctr/bin/python -m bench.peers.run_deepctr --rows 20000 --epochs 1
 
 Models and their config (defaults; flags in common.py):
 
@@ -31,13 +31,9 @@ Adam(lr) on the sum of the two binary cross-entropies, batch 256, shuffled each 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import census_data  # noqa: E402
-import common  # noqa: E402
+from bench.peers import census_data, common
 
 LIBRARY = "deepctr"
 
@@ -207,7 +203,7 @@ def run_one(name: str, args, threads: dict) -> dict:
 
 def main():
     parser = common.base_parser(__doc__.split("\n")[0], census_data.add_data_args)
-    common.run_main(__file__, run_one, parser.parse_args())
+    common.run_main("bench.peers.run_deepctr", run_one, parser.parse_args())
 
 if __name__ == "__main__":
     main()

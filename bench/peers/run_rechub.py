@@ -5,7 +5,7 @@ CPU torch 2.13.0, Python 3.11.
 
 Example (smoke test)::
 
-    bench/peers/.venv-rechub/bin/python bench/peers/run_rechub.py --rows 20000 --epochs 1
+    bench/peers/.venv-rechub/bin/python -m bench.peers.run_rechub --rows 20000 --epochs 1
 
 Models and their config (defaults; flags in common.py):
 
@@ -33,13 +33,9 @@ losses (ESMM: sum of the ctr and ctcvr losses, the trainer's rule), batch 256 th
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import census_data  # noqa: E402
-import common  # noqa: E402
+from bench.peers import census_data, common
 
 LIBRARY = "torch-rechub"
 ESMM_NUMERIC_BUCKETS = 16
@@ -213,7 +209,7 @@ def run_one(name: str, args, threads: dict) -> dict:
 
 def main():
     parser = common.base_parser(__doc__.split("\n")[0], census_data.add_data_args)
-    common.run_main(__file__, run_one, parser.parse_args())
+    common.run_main("bench.peers.run_rechub", run_one, parser.parse_args())
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,8 @@
 
 Runs in the main venv (``.venv``, tfmtl installed/importable from the repo):
 
-    .venv/bin/python bench/peers/run_tfmtl.py --rows 20000 --epochs 1            # smoke test
-    .venv/bin/python bench/peers/run_tfmtl.py --model mmoe --jit-compile         # the tfmtl-xla variant
+    .venv/bin/python -m bench.peers.run_tfmtl --rows 20000 --epochs 1            # smoke test
+    .venv/bin/python -m bench.peers.run_tfmtl --model mmoe --jit-compile         # the tfmtl-xla variant
 
 Data: the split of ``census_data.py`` (= ``tfmtl.datasets.census.load_census()``: train.csv.gz trains,
 validation = test.sample(frac=0.5, random_state=1), test = the rest) read from the same files; features:
@@ -37,13 +37,9 @@ name ``tfmtl-xla``).
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import census_data  # noqa: E402
-import common  # noqa: E402
+from bench.peers import census_data, common
 
 FUNNEL_LABEL = "income_and_never_married"
 
@@ -80,7 +76,7 @@ def run_one(name: str, args, threads: dict) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     import tfmtl
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec, Label
     from tfmtl.optimizers import Adam
@@ -200,7 +196,7 @@ def main():
     args = parser.parse_args()
     if args.jit_compile:
         LIBRARY = "tfmtl-xla"
-    common.run_main(__file__, run_one, args)
+    common.run_main("bench.peers.run_tfmtl", run_one, args)
 
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ Defaults = the full protocol (4 models x 3 seeds x 2 epochs x {tfmtl, deepctr, t
 cost half as much machine time again):
 
     bash bench/peers/setup_env.sh
-    .venv/bin/python bench/peers.py
+    .venv/bin/python -m bench.peers
 
 Reduced runs: ``--models mmoe --seeds 0 --epochs 1``; ``--append`` keeps the runs already in
 peers.json (a later invocation adds to them); ``--deadline HH:MM`` starts no run after that
@@ -36,15 +36,17 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PEERS = os.path.join(REPO, "bench", "peers")
+from bench import _report
+
+PEERS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(PEERS))
 RESULTS = os.path.join(REPO, "bench", "results")
 MODELS = ("shared_bottom", "mmoe", "ple", "esmm")
-LIBS = {  # name -> (python, script, extra args)
-    "tfmtl": (os.path.join(REPO, ".venv", "bin", "python"), "run_tfmtl.py", []),
-    "tfmtl-xla": (os.path.join(REPO, ".venv", "bin", "python"), "run_tfmtl.py", ["--jit-compile"]),
-    "deepctr": (os.path.join(PEERS, ".venv-deepctr", "bin", "python"), "run_deepctr.py", []),
-    "torch-rechub": (os.path.join(PEERS, ".venv-rechub", "bin", "python"), "run_rechub.py", []),
+LIBS = {  # name -> (python, module under bench.peers, extra args)
+    "tfmtl": (os.path.join(REPO, ".venv", "bin", "python"), "run_tfmtl", []),
+    "tfmtl-xla": (os.path.join(REPO, ".venv", "bin", "python"), "run_tfmtl", ["--jit-compile"]),
+    "deepctr": (os.path.join(PEERS, ".venv-deepctr", "bin", "python"), "run_deepctr", []),
+    "torch-rechub": (os.path.join(PEERS, ".venv-rechub", "bin", "python"), "run_rechub", []),
 }
 LIB_ALIASES = {"rechub": "torch-rechub"}
 PEER_LIBS = ("deepctr", "torch-rechub")
@@ -95,8 +97,8 @@ def plan(models, seeds, libs):
 
 
 def command(args, model, seed, lib):
-    py, script, extra = LIBS[lib]
-    cmd = [py, os.path.join(PEERS, script), "--model", model, "--seed", str(seed), "--epochs", str(args.epochs),
+    py, module, extra = LIBS[lib]
+    cmd = [py, "-m", f"bench.peers.{module}", "--model", model, "--seed", str(seed), "--epochs", str(args.epochs),
            "--cpus", args.cpus, "--threads", str(args.threads), *extra]
     if args.rows:
         cmd += ["--rows", str(args.rows)]
@@ -107,13 +109,6 @@ def command(args, model, seed, lib):
 
 def rel(cmd):
     return " ".join(shlex.quote(os.path.relpath(c, REPO) if c.startswith(REPO) else c) for c in cmd)
-
-
-def atomic_write(path, data, mode="w"):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, mode) as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ report
@@ -158,7 +153,7 @@ def markdown(doc):
              "## Reproduce", "", "```bash",
              "bash bench/peers/setup_env.sh                # peer venvs: .venv-deepctr, .venv-rechub",
              "# full protocol (4 models x 3 seeds x 2 epochs x 3 libraries, full data):",
-             ".venv/bin/python bench/peers.py",
+             ".venv/bin/python -m bench.peers",
              "# what produced the numbers below (in this order):"]
     lines += [inv["command"] for inv in doc["invocations"]]
     lines += ["```", "", "## What was run", ""]
@@ -296,18 +291,16 @@ def plot(doc, path):
     axes[0].legend()
     fig.suptitle("Census-Income: tfmtl vs DeepCTR vs torch-rechub (see peers.md for what was run)", fontsize=10)
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
+    _report.save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_all(doc, prefix):
     doc["notes_path"] = prefix + ".notes.md"
     doc["written"] = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    atomic_write(prefix + ".json", json.dumps(doc, indent=1) + "\n")
-    atomic_write(prefix + ".md", markdown(doc))
+    _report.write_atomically(prefix + ".json", json.dumps(doc, indent=1) + "\n")
+    _report.write_atomically(prefix + ".md", markdown(doc))
     try:
         plot(doc, prefix + ".png")
     except Exception as e:  # the JSON and the table matter more than the figure
@@ -338,7 +331,7 @@ def main(argv=None):
         return 0
     argv_shown = sys.argv[1:] if argv is None else argv
     doc["invocations"].append({"command": rel([os.path.join(REPO, ".venv", "bin", "python"),
-                                               os.path.join(REPO, "bench", "peers.py"), *argv_shown]),
+                                               "-m", "bench.peers", *argv_shown]),
                                "started": dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")})
     doc["machine"] = machine()
     if os.path.exists(prefix + ".profile.json"):

@@ -1,0 +1,1 @@
+"""Benchmarks, one script per question: run them from the repository root as ``python -m bench.NAME``."""
