@@ -111,6 +111,8 @@ class DomainExpertMixing(keras.layers.Layer):
       num_experts: E shared expert MLPs.
       expert_units: hidden widths of each expert; ``U = expert_units[-1]``.
       gate_units: hidden widths of each gating MLP (``()``: linear softmax gates).
+      stop_gate_gradient: the gates read ``stop_gradient(x)`` (M3oE's official code,
+        ``gate(emb.detach())``): the gates learn, but send no gradient into ``x``.
 
     Shapes: ``[x [batch, d], domain int [batch]]`` -> ``[batch, T, U]``; with
     ``return_gates=True`` also the gates ``[batch, T, E]`` (rows sum to 1).
@@ -124,8 +126,9 @@ class DomainExpertMixing(keras.layers.Layer):
 
     def __init__(self, num_domains: int, num_tasks: int, num_experts: int, expert_units: Sequence[int],
                  gate_units: Sequence[int] = (), activation: str = "relu", batch_norm: bool = False,
-                 dropout: float = 0.0, **kwargs):
+                 dropout: float = 0.0, stop_gate_gradient: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.stop_gate_gradient = bool(stop_gate_gradient)
         if min(num_domains, num_tasks, num_experts) < 1 or not expert_units:
             raise ValueError("DomainExpertMixing: need >= 1 domain, task and expert, and non-empty expert_units")
         self.num_domains = int(num_domains)
@@ -144,7 +147,8 @@ class DomainExpertMixing(keras.layers.Layer):
     def call(self, inputs, training=None, return_gates: bool = False):
         x, domain = _split(inputs)
         experts = self.experts(x, training=training)  # [B, E, U]
-        gates = self.gates(x, training=training)  # [B, D*T, E]
+        gate_input = tf.stop_gradient(x) if self.stop_gate_gradient else x
+        gates = self.gates(gate_input, training=training)  # [B, D*T, E]
         gates = select_domain(tf.reshape(gates, [-1, self.num_domains, self.num_tasks, self.num_experts]), domain)
         mixed = tf.einsum("bte,beu->btu", gates, experts)
         return (mixed, gates) if return_gates else mixed
@@ -152,7 +156,8 @@ class DomainExpertMixing(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "num_domains": self.num_domains, "num_tasks": self.num_tasks,
                 "num_experts": self.num_experts, "expert_units": self.expert_units, "gate_units": self.gate_units,
-                "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
+                "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "stop_gate_gradient": self.stop_gate_gradient}
 
 
 def _level_mix(values: tf.Tensor, own: tf.Tensor, balance: tf.Tensor, count: int) -> tf.Tensor:
@@ -176,7 +181,8 @@ class M3oEExperts(keras.layers.Layer):
 
     The structure weights ``exp_d, exp_t, bal_d, bal_t`` are ``sigmoid`` of four
     learnable scalars (initial value ``sigmoid(structure_init)``; the official
-    code starts at ``sigmoid(1) ~ 0.73``). With ``structure_trainable=False``
+    code starts at ``sigmoid(1) ~ 0.73``). ``stop_gate_gradient`` as in
+    :class:`DomainExpertMixing` (the official code's ``gate(emb.detach())``). With ``structure_trainable=False``
     the main optimizer leaves them alone; a bilevel (DARTS-style) step can still
     update them on validation batches (see ``tfmtl.models.m3oe``).
 
@@ -195,8 +201,10 @@ class M3oEExperts(keras.layers.Layer):
 
     def __init__(self, num_domains: int, num_tasks: int, num_experts: int, expert_units: Sequence[int],
                  gate_units: Sequence[int] = (), structure_trainable: bool = True, structure_init: float = 1.0,
-                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0, **kwargs):
+                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0,
+                 stop_gate_gradient: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.stop_gate_gradient = bool(stop_gate_gradient)
         self.num_domains = int(num_domains)
         self.num_tasks = int(num_tasks)
         self.num_experts = int(num_experts)
@@ -209,7 +217,7 @@ class M3oEExperts(keras.layers.Layer):
         self.dropout = float(dropout)
         common = dict(activation=activation, batch_norm=batch_norm, dropout=dropout)
         self.shared = DomainExpertMixing(self.num_domains, self.num_tasks, self.num_experts, self.expert_units,
-                                         self.gate_units, **common)
+                                         self.gate_units, stop_gate_gradient=self.stop_gate_gradient, **common)
         self.domain_experts = GroupedMLP(self.num_domains, self.expert_units, **common)
         self.task_experts = GroupedMLP(self.num_tasks, self.expert_units, **common)
 
@@ -244,7 +252,8 @@ class M3oEExperts(keras.layers.Layer):
         return {**super().get_config(), "num_domains": self.num_domains, "num_tasks": self.num_tasks,
                 "num_experts": self.num_experts, "expert_units": self.expert_units, "gate_units": self.gate_units,
                 "structure_trainable": self.structure_trainable, "structure_init": self.structure_init,
-                "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
+                "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "stop_gate_gradient": self.stop_gate_gradient}
 
 
 @register
