@@ -220,6 +220,23 @@ def markdown(results) -> str:
         for name, splits in results["modality_weights"].items():
             for split, weights in splits.items():
                 lines.append(f"| {LABELS[name]} | {split} | " + " | ".join(f"{w:.3f}" for w in weights) + " |")
+    baselines = [n for n in ("concat", "mean") if n in runs]
+    if "mamex_paper" in runs and baselines:
+        def cold(name, key):
+            values = [i["cold"]["all"]["click"] if key == "auc" else i["ranking"][key] for i in runs[name].values()]
+            return float(np.mean(values))
+
+        recall = f"recall@{ks[0]}"
+        wins = {metric: all(cold("mamex_paper", metric) > cold(b, metric) for b in baselines)
+                for metric in ("auc", recall)}
+        lines += ["", "Verdict (MAMEX paper: the gated MoE beats concatenation / averaging on cold items): "
+                  + "; ".join(f"{metric}: MAMEX paper {cold('mamex_paper', metric):.4f} vs "
+                              + ", ".join(f"{LABELS[b]} {cold(b, metric):.4f}" for b in baselines)
+                              for metric in ("auc", recall))
+                  + ". The claim " + ("holds here" if all(wins.values()) else
+                                      "holds on " + ", ".join(m for m, w in wins.items() if w) if any(wins.values())
+                                      else "does NOT hold here")
+                  + f" ({len(cfg['seeds'])} seed(s))."]
     return "\n".join(lines) + "\n"
 
 
