@@ -160,6 +160,18 @@ def write_markdown(path, summary, meta):
         cells.append(f"{','.join(map(str, e['best_epochs']))} ({'yes' if e['converged'] else 'no'})"
                      if "best_epochs" in e else "–")
         lines.append("| " + " | ".join(cells) + " |")
+    if "fs" in summary and len(summary) > 1:
+        best = max(summary, key=lambda n: summary[n]["income_50k_mean"])
+        others = [n for n in summary if n != "fs"]
+        lines += ["", "Verdict (FSMD Table II: FS has the best income AUC): among the models run here ("
+                  + ", ".join(LABELS.get(n, n) for n in summary) + f"), the best income AUC is "
+                  f"{LABELS.get(best, best)}'s {summary[best]['income_50k_mean']:.4f}; FS "
+                  f"{summary['fs']['income_50k_mean']:.4f}. The claim "
+                  + ("holds against " if best == "fs" else "does NOT hold against ")
+                  + ", ".join(LABELS.get(n, n) for n in others)
+                  + (" (not all of Table II's models were run)" if len(summary) < len(PAPER) else "") + "."]
+        if any(not e.get("converged", True) for e in summary.values()):
+            lines.append("Some runs did NOT converge (best epoch at the cap): see the last column.")
     with open(path + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(path + ".tmp", path)
