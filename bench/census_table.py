@@ -27,7 +27,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import census
 from tfmtl.models import build_model
 

@@ -44,7 +44,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from bench import _report
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import movielens
 from tfmtl.models import MAMEX, build_model
 from tfmtl.models.mamex import hide_modality, modality_specs

@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfmtl._keras import keras  # noqa: E402
+from tfmtl.compat import keras  # noqa: E402
 from tfmtl.datasets import movielens  # noqa: E402
 from tfmtl.models import ESMM, FSMD, MMoE, SingleTask  # noqa: E402
 

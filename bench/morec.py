@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from bench._report import write_atomically
 from bench.pid_control import movielens_data
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.training import (
     AdaptiveSampler,
     AlignmentSampling,

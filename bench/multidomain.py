@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench import _report
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import movielens
 from tfmtl.models import M3oE, build_model
 

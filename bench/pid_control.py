@@ -63,7 +63,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # tfmtl and tfrs are Keras 2;
 
 import tensorflow as tf  # noqa: E402
 
-from tfmtl._keras import keras  # noqa: E402
+from tfmtl.compat import keras  # noqa: E402
 from tfmtl.datasets import census, movielens  # noqa: E402
 from tfmtl.models import MMoE  # noqa: E402
 from tfmtl.training import (  # noqa: E402

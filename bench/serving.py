@@ -112,7 +112,7 @@ def command_line() -> str:
 
 def train_and_export(rows: int, export_base: str) -> tuple[str, dict[str, np.ndarray], dict]:
     """Train the census MMoE for one epoch, export it; returns (version dir, test feature arrays, info)."""
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.export import export_saved_model
     from tfmtl.models import MMoE

@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.transform import ANALYZER_STATISTICS, NA_VALUES_KEY, SPEC_KEY, SPEC_STATISTICS, STATISTICS_KEY
 from tfmtl.features import FeatureSpec
 from tfmtl.models import get_model_class
+from tfmtl.training import WEIGHTINGS
 
 TRAINING_KEY = "training"
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
@@ -36,6 +37,11 @@ class TrainingConfig:
         ``mirrored`` (all GPUs, or all logical CPUs when there is no GPU),
         ``multi_worker`` or ``none``.
       mixed_precision: ``None``, ``"mixed_float16"`` (GPUs) or ``"mixed_bfloat16"`` (CPUs, TPUs).
+      weighting: ``"none"`` (the model's compiled losses), ``"static"``, ``"uncertainty"`` or
+        ``"pid"``: the model trains as a :class:`~tfmtl.training.MultiObjectiveModel` with that
+        weighting (:func:`tfmtl.training.with_weighting`).
+      weighting_args: its keyword arguments (``accuracy_objective``, ``weights``, ``set_point``,
+        ``kp``, ``ki``, ``kd``, ``auxiliary_scale``).
     """
 
     model: str = "mmoe"
@@ -47,6 +53,8 @@ class TrainingConfig:
     distribution: str = "auto"
     mixed_precision: str | None = None
     seed: int = 0
+    weighting: str = "none"
+    weighting_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         get_model_class(self.model)  # fails early, naming the known models
@@ -58,6 +66,9 @@ class TrainingConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
+        object.__setattr__(self, "weighting_args", dict(self.weighting_args))
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if self.tasks is not None:
             object.__setattr__(self, "tasks", [self.tasks] if isinstance(self.tasks, str) else list(self.tasks))
 

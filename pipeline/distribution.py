@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 
 
 def choose_strategy(kind: str = "auto") -> tf.distribute.Strategy:

@@ -100,7 +100,7 @@ def _fit(rows: int, policy: str | None) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.models import build_model
 

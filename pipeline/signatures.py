@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 import tensorflow as tf
 
 from pipeline.transform import strip_leading_spaces
-from tfmtl._keras import without_autograph
+from tfmtl.compat import without_autograph
 from tfmtl.features import CategoricalFeature, FeatureSpec
 
 EVAL_SIGNATURE = "eval_tf_example"
@@ -109,7 +109,7 @@ def _cast(value: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(value, dtype)
 
 
-@without_autograph  # AutoGraph would rewrite Keras' own call path (see tfmtl._keras.without_autograph)
+@without_autograph  # AutoGraph would rewrite Keras' own call path (see tfmtl.compat.without_autograph)
 def _predict(model: tf.keras.Model, transformed: Mapping[str, tf.Tensor], encoded: list[str]) -> dict:
     return model({name: transformed[name] for name in encoded}, training=False)
 

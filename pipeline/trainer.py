@@ -25,10 +25,11 @@ from pipeline.config import TrainingConfig, read_trainer_config
 from pipeline.distribution import choose_strategy, is_chief, precision_policy, strategy_name
 from pipeline.transform import fitted_spec
 from tfmtl import export
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.models import build_model
 from tfmtl.optimizers import Adam
+from tfmtl.training import base_model, with_weighting
 
 # In fn_args.model_run_dir, beside the TensorBoard logs: the trained Keras model and what the fit did.
 KERAS_MODEL_FILE, REPORT_FILE = "model.keras", "training.json"
@@ -45,7 +46,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with precision_policy(training.mixed_precision):
         with strategy.scope():
             model = _build(spec, training)
-        label_map = model.label_map
+        label_map = base_model(model).label_map
         # Per replica batch times replicas: each device keeps the configured batch.
         batch_size = training.batch_size * strategy.num_replicas_in_sync
         train_steps = fn_args.train_steps
@@ -64,7 +65,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         # Every task saves (saving may need the other workers); only the chief's copy is the model.
         serving_dir = fn_args.serving_model_dir if chief else os.path.join(model_run_dir, "serving")
         model.save(os.path.join(model_run_dir, KERAS_MODEL_FILE))
-        export_serving_model(_plain_copy(model, spec, training, strategy), tft_output, spec, serving_dir)
+        export_serving_model(base_model(_plain_copy(model, spec, training, strategy)), tft_output, spec, serving_dir)
         _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, history.history, training)
 
 
@@ -90,6 +91,7 @@ def _build(spec: FeatureSpec, training: TrainingConfig) -> keras.Model:
     expected = training.output_labels(spec)
     if model.label_map != expected:
         raise ValueError(f"model '{training.model}' trains outputs {model.label_map}, the Evaluator expects {expected}")
+    model = with_weighting(model, training.weighting, **training.weighting_args)
     model.compile(optimizer=Adam(training.learning_rate))
     return model
 

@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from tfmtl._keras import keras  # noqa: E402
+from tfmtl.compat import keras  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -21,3 +21,25 @@ def test_csv_without_label_is_refused(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,0\n")
     with pytest.raises(SystemExit, match="needs at least one --label"):
         cli.main(["train", "--train-csv", str(tmp_path / "t.csv")])
+
+
+def test_train_with_pid_weighting(capsys):
+    assert cli.main(["train", "--model", "shared_bottom", "--rows", "2000", "--epochs", "1",
+                     "--model-args", '{"bottom_units": [8], "tower_units": [4]}', "--weighting", "pid",
+                     "--accuracy-objective", "income_50k", "--pid-set-point", "0.3",
+                     "--loss-weights", '{"never_married": 1.0}']) == 0
+    text = capsys.readouterr().out
+    assert "shared_bottom (pid loss weighting)" in text
+    assert "q_income_50k" in text and "loss_never_married" in text  # the PID-weighted step ran
+    assert "test AUC income_50k: 0." in text and "test AUC never_married: 0." in text
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--weighting", "bogus"], "weighting must be one of"),
+    (["--weighting", "pid"], "needs set_point"),
+    (["--weighting", "static", "--loss-weights", '{"nope": 2}'], r"weights name \['nope'\]"),
+    (["--weighting", "pid", "--pid-set-point", "0.3", "--accuracy-objective", "nope"], "accuracy_objective 'nope'"),
+])
+def test_bad_weighting_flags_are_refused(flags, message):
+    with pytest.raises(SystemExit, match=message):
+        cli.main(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", *flags])

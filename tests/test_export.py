@@ -12,7 +12,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from tests.export_helpers import call_in_tensorflow_only_process
 from tfmtl import export
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.export import export_saved_model, save_signatures
 from tfmtl.features import FeatureSpec, NumericFeature, serving_signature
 from tfmtl.models import ESMM, FSMD, MMoE
@@ -202,7 +202,7 @@ def test_a_failed_save_leaves_no_version_and_no_temp_dir(tmp_path, monkeypatch):
         assert os.path.exists(os.path.join(path, "saved_model.pb"))
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(export, "_write_warmup", crash)
+    monkeypatch.setattr(export.writer, "write_warmup", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         export_saved_model(model, tmp_path, "tiny", spec=spec)
     assert _entries(tmp_path / "tiny") == ["1"]
@@ -219,7 +219,7 @@ def test_a_version_that_appears_during_the_save_is_kept(tmp_path, monkeypatch):
         target.mkdir()
         (target / "saved_model.pb").write_bytes(b"theirs")
 
-    monkeypatch.setattr(export, "_write_warmup", concurrent_export)
+    monkeypatch.setattr(export.writer, "write_warmup", concurrent_export)
     with pytest.raises(FileExistsError):
         export_saved_model(model, tmp_path, "tiny", spec=spec)
     assert _entries(tmp_path / "tiny") == ["1"] and (target / "saved_model.pb").read_bytes() == b"theirs"

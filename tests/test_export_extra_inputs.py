@@ -10,7 +10,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from tests.export_helpers import call_in_tensorflow_only_process
 from tfmtl import export
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import synthetic_domains
 from tfmtl.export import export_saved_model
 from tfmtl.features import FeatureSpec, NumericFeature, serving_signature

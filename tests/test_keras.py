@@ -1,4 +1,4 @@
-"""tfmtl._keras: layers and training steps are traced without AutoGraph."""
+"""tfmtl.compat (implemented in tfmtl._keras): layers and training steps are traced without AutoGraph."""
 
 from unittest import mock
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.autograph.impl import api as autograph_api
 
-from tfmtl._keras import keras, register, without_autograph
+from tfmtl.compat import keras, register, without_autograph
 from tfmtl.export import save_signatures
 from tfmtl.features import FeatureSpec, Label
 from tfmtl.models import MMoE

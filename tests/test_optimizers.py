@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.models import MMoE
 from tfmtl.optimizers import Adam
 

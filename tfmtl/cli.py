@@ -3,6 +3,7 @@
     tfmtl train --model mmoe --epochs 1                       # bundled census data
     tfmtl train --model ple --rows 20000 --output ple.keras --model-args '{"num_levels": 1}'
     tfmtl train --model shared_bottom --train-csv tr.csv --test-csv te.csv --label clicked --label bought
+    tfmtl train --model mmoe --weighting pid --accuracy-objective income_50k --pid-set-point 0.3
     tfmtl models                                              # list model names
 """
 
@@ -37,18 +38,26 @@ def train(args) -> dict:
     from tfmtl._keras import keras
     from tfmtl.models import build_model
     from tfmtl.optimizers import Adam
+    from tfmtl.training import base_model, with_weighting
 
     keras.utils.set_random_seed(args.seed)
     train_df, test_df, spec = _load(args)
     model = build_model(args.model, spec, args.tasks, **json.loads(args.model_args))
+    try:
+        model = with_weighting(model, args.weighting, accuracy_objective=args.accuracy_objective,
+                               **_weighting_args(args))
+    except ValueError as error:
+        raise SystemExit(f"tfmtl train: {error}") from error
     model.compile(optimizer=Adam(args.learning_rate))
-    print(f"{model.name}: {model.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
+    base = base_model(model)
+    weighted = "" if base is model else f" ({args.weighting} loss weighting)"
+    print(f"{base.name}{weighted}: {base.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
     start = time.perf_counter()
     model.fit(train_df, epochs=args.epochs, batch_size=args.batch_size, verbose=2)
     seconds = time.perf_counter() - start
     predictions = model.predict(test_df, verbose=0)
     aucs = {}
-    for output, label in model.label_map.items():
+    for output, label in base.label_map.items():
         aucs[output] = float(roc_auc_score(spec.label_array(test_df, label).ravel(), predictions[output].ravel()))
     for output, auc in aucs.items():
         print(f"test AUC {output}: {auc:.4f}")
@@ -57,6 +66,13 @@ def train(args) -> dict:
         model.save(args.output)
         print(f"saved {args.output}")
     return aucs
+
+
+def _weighting_args(args) -> dict:
+    """The CLI's weighting flags as :func:`tfmtl.training.make_weighting` arguments (only those given)."""
+    given = {"weights": json.loads(args.loss_weights) if args.loss_weights else None, "set_point": args.pid_set_point,
+             "kp": args.pid_kp, "ki": args.pid_ki, "kd": args.pid_kd, "auxiliary_scale": args.auxiliary_scale}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def main(argv=None) -> int:
@@ -77,6 +93,18 @@ def main(argv=None) -> int:
     fit.add_argument("--embedding-dim", type=int, default=4)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", default=None, help="save the trained model as a .keras file")
+    weighting = fit.add_argument_group("loss weighting (tfmtl.training.with_weighting)")
+    weighting.add_argument("--weighting", default="none",
+                           help="none (Keras' compiled losses), static, uncertainty or pid: a MultiObjectiveModel "
+                                "with that weighting")
+    weighting.add_argument("--accuracy-objective", default=None, help="the output a PID controller watches")
+    weighting.add_argument("--loss-weights", default=None,
+                           help='JSON {output: weight}: static weights, or the PID preferences of the other outputs')
+    weighting.add_argument("--pid-set-point", type=float, default=None, help="pid: the accuracy loss to hold")
+    weighting.add_argument("--pid-kp", type=float, default=None)
+    weighting.add_argument("--pid-ki", type=float, default=None)
+    weighting.add_argument("--pid-kd", type=float, default=None)
+    weighting.add_argument("--auxiliary-scale", type=float, default=None, help="pid: MoRec's lambda")
     commands.add_parser("models", help="list registered model names")
     args = parser.parse_args(argv)
     if args.command == "models":

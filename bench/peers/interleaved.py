@@ -64,7 +64,7 @@ def main() -> None:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     run_deepctr._quiet_version_check()
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec
     from tfmtl.optimizers import Adam as TfmtlAdam

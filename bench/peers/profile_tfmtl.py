@@ -58,7 +58,7 @@ def main():
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets.census import load_census
     from tfmtl.models import MMoE
     from tfmtl.optimizers import Adam

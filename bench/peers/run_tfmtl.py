@@ -80,7 +80,7 @@ def run_one(name: str, args, threads: dict) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     import tfmtl
-    from tfmtl._keras import keras
+    from tfmtl.compat import keras
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec, Label
     from tfmtl.optimizers import Adam

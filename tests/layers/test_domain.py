@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.layers import DomainExpertMixing, DomainTaskTowers, M3oEExperts, StarDense
 from tfmtl.layers.domain import STRUCTURE_NAMES, select_domain
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.layers import (
     CGC,
     MLP,
@@ -52,7 +52,7 @@ def test_layer_round_trips_through_keras_serialization(make, inputs):
 
 def test_a_registered_name_cannot_be_taken_by_another_class():
     # Two classes under one name made Keras load the PLE layer as the PLE model once.
-    from tfmtl._keras import register
+    from tfmtl.compat import register
     from tfmtl.layers.extraction import PLE
 
     with pytest.raises(ValueError, match=r"tfmtl>PLE is already registered for tfmtl\.layers\.extraction\.PLE"):

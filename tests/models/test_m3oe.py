@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import synthetic_domains
-from tfmtl.models import STAR, M3oE, MMoE, StructureWeightUpdate, build_model
+from tfmtl.models import STAR, M3oE, MMoE, build_model
+from tfmtl.training import StructureWeightUpdate
 
 SMALL = dict(num_experts=2, star_units=[8], expert_units=[8], tower_units=[4])
 

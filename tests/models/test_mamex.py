@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import synthetic_domains
 from tfmtl.models import MAMEX, build_model
 from tfmtl.models.mamex import hide_modality, modality_specs

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.features import SpecError
 from tfmtl.models import (
     ESMM,

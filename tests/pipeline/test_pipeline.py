@@ -18,7 +18,7 @@ from pipeline import runner
 from pipeline.cli import main
 from pipeline.summary import open_store
 from tests.pipeline.conftest import SMALL_MMOE, serialize
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 
 pytestmark = pytest.mark.slow

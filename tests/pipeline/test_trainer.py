@@ -15,7 +15,7 @@ from pipeline.config import TrainingConfig, trainer_config
 from pipeline.distribution import choose_strategy, cluster_workers
 from pipeline.signatures import EVAL_FEATURES_SIGNATURE, EVAL_SIGNATURE
 from tests.pipeline.conftest import EVAL_ROWS, SMALL_MMOE, serialize
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets import census
 from tfmtl.features import encoded_names
 
@@ -177,3 +177,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
+
+
+def test_pid_weighting_from_the_config(transform_output, tmp_path):
+    fn_args = _train(transform_output, tmp_path, weighting="pid",
+                     weighting_args={"accuracy_objective": "income_50k", "set_point": 0.3})
+    history = _report(fn_args)["history"]
+    assert {"q_income_50k", "loss_income_50k", "loss_never_married"} <= set(history)
+    assert history["q_income_50k"][0] > 0  # the controller set the accuracy weight
+    loaded = tf.saved_model.load(fn_args.serving_model_dir)  # the plain model is exported, not the wrapper
+    assert {"serving_default", "classify_income_50k"} <= set(loaded.signatures)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        TrainingConfig("mmoe", weighting="bogus")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfmtl._keras import keras  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
+from tfmtl.compat import keras  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
 
 def two_task_model(seed: int = 0, regularizer=None) -> keras.Model:

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from conftest import two_task_model
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.training import (
     AdaptiveSampler,
     AlignmentSampling,

@@ -11,7 +11,7 @@ static and uncertainty weightings beside it.
 import numpy as np
 import pytest
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.datasets.census import load_census
 from tfmtl.models import MMoE
 from tfmtl.training import MultiObjectiveModel, PIDController, PIDWeighting

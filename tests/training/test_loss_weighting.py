@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.training import PIDController, PIDWeighting, StaticWeights, UncertaintyWeighting
 
 SHAPES = {"acc": tf.TensorShape([]), "revenue": tf.TensorShape([]), "fairness": tf.TensorShape([])}

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import two_task_model
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.training import MultiObjectiveModel, PIDController, PIDWeighting, StaticWeights, UncertaintyWeighting
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfmtl._keras import keras
+from tfmtl.compat import keras
 from tfmtl.training import PIDController, PIDState, pid_step
 
 MORec = dict(set_point=0.5, kp=0.01, ki=0.001, q_min=0.1)

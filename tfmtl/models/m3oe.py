@@ -13,9 +13,10 @@ Structure weights (``structure_update``):
 * ``"off"``: frozen at their initial value;
 * ``"joint"``: trained with the main optimizer on the training loss;
 * ``"bilevel"`` (default): a first-order DARTS step. The main optimizer never
-  touches them (they are non-trainable); :class:`StructureWeightUpdate`, added
-  by :meth:`M3oE.fit`, takes an optimizer step of their own on a validation
-  batch every ``structure_update_every`` training batches. The official code
+  touches them (they are non-trainable);
+  :class:`~tfmtl.training.StructureWeightUpdate`, added by ``M3oE.fit``
+  (:class:`~tfmtl.training.BilevelStructureFit`), takes an optimizer step of
+  their own on a validation batch every ``structure_update_every`` training batches. The official code
   does one such step per epoch on a training batch; a held-out batch is the
   point of the bilevel scheme, so ``validation_data`` is used when given.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
@@ -36,6 +36,7 @@ from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
 from tfmtl.models.star import domain_ids
 from tfmtl.training.domain_loss import domain_task_bce
+from tfmtl.training.structure_weights import BilevelStructureFit, StructureWeightUpdate
 
 STRUCTURE_MODES = ("off", "joint", "bilevel")
 LOSS_MODES = ("per_task", "domain_task")
@@ -43,7 +44,7 @@ LOSS_MODES = ("per_task", "domain_task")
 
 @register_model("m3oe")
 @register
-class M3oE(MultiTaskModel):
+class M3oE(BilevelStructureFit, MultiTaskModel):
     """M3oE over the spec's features, routed by the spec's domain field.
 
     Args:
@@ -92,15 +93,15 @@ class M3oE(MultiTaskModel):
                  structure_batches: str = "validation", star_activation: str | None = "relu",
                  star_domain_initializer="ones", stop_gate_gradient: bool = False, loss: str = "per_task",
                  batch_norm: bool = False, dropout: float = 0.0, **kwargs):
-        if structure_update not in STRUCTURE_MODES:
-            raise ValueError(f"M3oE: structure_update must be one of {STRUCTURE_MODES}, got {structure_update!r}")
-        if structure_update_every != "epoch" and (isinstance(structure_update_every, str)
-                                                  or structure_update_every < 1):
-            raise ValueError(f"M3oE: structure_update_every must be >= 1 or 'epoch', got {structure_update_every!r}")
         if structure_batches not in ("validation", "train"):
             raise ValueError(f"M3oE: structure_batches must be 'validation' or 'train', got {structure_batches!r}")
         if loss not in LOSS_MODES:
             raise ValueError(f"M3oE: loss must be one of {LOSS_MODES}, got {loss!r}")
+        if structure_update_every != "epoch" and (isinstance(structure_update_every, str)
+                                                  or structure_update_every < 1):
+            raise ValueError(f"M3oE: structure_update_every must be >= 1 or 'epoch', got {structure_update_every!r}")
+        if structure_update not in STRUCTURE_MODES:
+            raise ValueError(f"M3oE: structure_update must be one of {STRUCTURE_MODES}, got {structure_update!r}")
         super().__init__(spec, tasks, domain_feature=domain_feature, num_experts=num_experts,
                          star_units=list(star_units), expert_units=list(expert_units), tower_units=list(tower_units),
                          gate_units=list(gate_units), structure_update=structure_update,
@@ -139,6 +140,7 @@ class M3oE(MultiTaskModel):
                       stop_gate_gradient=True, loss="domain_task")
         return cls(spec, tasks, **{**preset, **kwargs})
 
+
     def task_logits(self, features, num_tasks, *, domain_feature, num_experts, star_units, expert_units, tower_units,
                     gate_units, structure_update, structure_init, structure_learning_rate, structure_update_every,
                     structure_batches, star_activation, star_domain_initializer, stop_gate_gradient, loss,
@@ -165,6 +167,18 @@ class M3oE(MultiTaskModel):
     @property
     def structure_update(self) -> str:
         return self._init_config["structure_update"]
+
+    @property
+    def structure_learning_rate(self) -> float:
+        return self._init_config["structure_learning_rate"]
+
+    @property
+    def structure_update_every(self) -> int:
+        return self._init_config["structure_update_every"]
+
+    @property
+    def structure_batches(self) -> str:
+        return self._init_config.get("structure_batches", "validation")
 
     @property
     def structure_weights(self) -> list[tf.Variable]:
@@ -203,112 +217,6 @@ class M3oE(MultiTaskModel):
         """
         layer = self.get_layer("m3oe")
         return self.probe(layer(layer.input, return_gates=True)[1], x, batch_size)
-
-    def fit(self, x=None, y=None, batch_size=None, *args, callbacks=None, validation_data=None, structure_data=None,
-            **kwargs):
-        """``MultiTaskModel.fit``; in ``"bilevel"`` mode also adds a :class:`StructureWeightUpdate` callback.
-
-        Its batches come from ``structure_data``, else ``validation_data``, else
-        the training data (DataFrames or ``(x, y)`` datasets). Pass your own
-        :class:`StructureWeightUpdate` in ``callbacks`` to configure it fully.
-        """
-        callbacks = list(callbacks or [])
-        if self.structure_update == "bilevel" and not any(isinstance(c, StructureWeightUpdate) for c in callbacks):
-            sources = ((structure_data, x) if self._init_config.get("structure_batches") == "train"
-                       else (structure_data, validation_data, x))
-            data = next(d for d in sources if d is not None)
-            # Reused across fit() calls on the same data: the structure optimizer keeps its state
-            # and its step is traced once (fitting epoch by epoch is common).
-            previous = getattr(self, "_structure_callback", None)
-            if previous is None or previous.data is not data:
-                previous = StructureWeightUpdate(data, learning_rate=self._init_config["structure_learning_rate"],
-                                                 every_n_batches=self._init_config["structure_update_every"])
-                self._structure_callback = previous
-            callbacks.append(previous)
-        return super().fit(x, y, batch_size, *args, callbacks=callbacks, validation_data=validation_data, **kwargs)
-
-
-class StructureWeightUpdate(keras.callbacks.Callback):
-    """First-order DARTS step on a model's structure weights, with an optimizer of their own.
-
-    Every ``every_n_batches`` training batches (or, with ``every_n_batches="epoch"``, at
-    the end of every epoch, as the official code): one batch from ``data``, the
-    summed binary cross-entropy of the model's trained outputs (inference mode,
-    so batch-norm statistics are left alone) and one optimizer step on
-    ``model.structure_weights`` only.
-
-    Args:
-      data: a DataFrame (turned into shuffled batches by ``model.make_dataset``)
-        or a ``tf.data.Dataset`` of ``(x, y)`` / ``(x, y, sample_weight)``; it is repeated.
-      learning_rate: Adam learning rate (ignored with ``optimizer``).
-      every_n_batches: update period.
-      batch_size: batch size for a DataFrame.
-    """
-
-    def __init__(self, data, learning_rate: float = 1e-3, every_n_batches: int | str = 10,
-                 optimizer: keras.optimizers.Optimizer | None = None, batch_size: int = 1024, seed: int | None = None):
-        super().__init__()
-        if every_n_batches != "epoch" and (isinstance(every_n_batches, str) or every_n_batches < 1):
-            raise ValueError(f"every_n_batches must be >= 1 or 'epoch', got {every_n_batches!r}")
-        self.data = data
-        self.every_n_batches = every_n_batches if every_n_batches == "epoch" else int(every_n_batches)
-        self.optimizer = optimizer or keras.optimizers.Adam(learning_rate)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.steps = 0
-        self._iterator = None
-        self._update = None
-        self._model = None
-        self._batches = 0
-
-    def on_train_begin(self, logs=None):
-        if self._update is not None and self._model is self.model:
-            return  # a later fit() of the same model: keep the iterator, optimizer state and traced step
-        self._model = self.model
-        variables = list(self.model.structure_weights)
-        dataset = self.data
-        if isinstance(dataset, pd.DataFrame):
-            dataset = self.model.make_dataset(dataset, batch_size=self.batch_size, shuffle=True, seed=self.seed)
-        if not isinstance(dataset, tf.data.Dataset):
-            raise TypeError(f"StructureWeightUpdate: data must be a DataFrame or tf.data.Dataset, "
-                            f"got {type(self.data).__name__}")
-        self._iterator = iter(dataset.repeat())
-        self.optimizer.build(variables)
-        step = lambda batch: self._step(variables, batch)  # noqa: E731
-        # Follow the model: eager when it runs eagerly (debugging, tiny tests), else one traced function.
-        # Traced as written, like the model's own steps (see tfmtl._keras.without_autograph).
-        self._update = step if self.model.run_eagerly else tf.function(step, reduce_retracing=True, autograph=False)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._batches += 1
-        if self.every_n_batches != "epoch" and self._batches % self.every_n_batches == 0:
-            self._update(next(self._iterator))
-            self.steps += 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.every_n_batches == "epoch":
-            self._update(next(self._iterator))
-            self.steps += 1
-
-    def _step(self, variables, batch):
-        x, y = batch[0], batch[1]
-        sample_weight = batch[2] if len(batch) > 2 else None
-        with tf.GradientTape() as tape:
-            # Non-trainable variables are not watched by default.
-            tape.watch(variables)
-            predictions = self.model(x, training=False)
-            loss = tf.add_n([_mean_bce(y[name], predictions[name], sample_weight) for name in y])
-        gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return loss
-
-
-def _mean_bce(y_true, y_pred, sample_weight=None) -> tf.Tensor:
-    losses = keras.losses.binary_crossentropy(y_true, y_pred)  # [B]
-    if sample_weight is None:
-        return tf.reduce_mean(losses)
-    sample_weight = tf.cast(tf.reshape(sample_weight, [-1]), losses.dtype)
-    return tf.reduce_sum(losses * sample_weight) / tf.maximum(tf.reduce_sum(sample_weight), 1e-12)
 
 
 __all__ = ["M3oE", "LOSS_MODES", "STRUCTURE_MODES", "STRUCTURE_NAMES", "StructureWeightUpdate"]

@@ -5,12 +5,15 @@
 * middle level: :class:`AdaptiveSampler` with :class:`RevenueSampling`,
   :class:`FairnessSampling` and :class:`AlignmentSampling`;
 * inner level: :class:`MultiObjectiveModel`, whose ``train_step`` takes the weighted step;
+* :func:`with_weighting`: a model with a weighting scheme chosen by name (the CLI and the TFX Trainer);
+* structure weights (M3oE): :class:`StructureWeightUpdate` and the :class:`BilevelStructureFit` model mixin;
 * :mod:`tfmtl.training.metrics`: Hit@K, rHit@K, min-Hit@K, Pop-KL, validity, Imp, AUCs.
 """
 
 from tfmtl.training import metrics
 from tfmtl.training.controller import PIDController, PIDState, pid_step
 from tfmtl.training.multi_objective import MultiObjectiveModel
+from tfmtl.training.objectives import WEIGHTINGS, base_model, make_weighting, with_weighting
 from tfmtl.training.sampler import (
     AdaptiveSampler,
     AlignmentSampling,
@@ -19,12 +22,15 @@ from tfmtl.training.sampler import (
     SamplingRule,
     sign_step,
 )
+from tfmtl.training.structure_weights import BilevelStructureFit, StructureWeightUpdate
 from tfmtl.training.weighting import PIDWeighting, StaticWeights, UncertaintyWeighting, Weighting
 
 __all__ = [
     "metrics",
     "PIDController", "PIDState", "pid_step",
     "MultiObjectiveModel",
+    "WEIGHTINGS", "base_model", "make_weighting", "with_weighting",
     "AdaptiveSampler", "AlignmentSampling", "FairnessSampling", "RevenueSampling", "SamplingRule", "sign_step",
+    "BilevelStructureFit", "StructureWeightUpdate",
     "PIDWeighting", "StaticWeights", "UncertaintyWeighting", "Weighting",
 ]
