@@ -46,7 +46,8 @@ input checks).
 
 Example:
 
->>> import tempfile
+>>> import os, tempfile
+>>> import tensorflow as tf
 >>> from tfmtl.datasets import synthetic
 >>> from tfmtl.models import MMoE
 >>> df, spec = synthetic.multitask_frame(200)

@@ -13,12 +13,19 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.grouped import GroupedDense, GroupedMLP
 
 
 @register
 class ExpertGates(keras.layers.Layer):
     """``num_gates`` softmax gates over ``num_experts`` experts.
+
+    Args:
+      num_gates: G gates (>= 1).
+      num_experts: E experts each gate weighs (>= 1).
+      hidden_units: hidden widths of each gating MLP (``()``: a linear softmax gate).
+      activation: hidden-layer activation.
 
     Shapes: ``[batch, d]`` (one input for every gate) or ``[batch, num_gates,
     d]`` -> ``[batch, num_gates, num_experts]``, each row summing to 1.
@@ -33,6 +40,8 @@ class ExpertGates(keras.layers.Layer):
     def __init__(self, num_gates: int, num_experts: int, hidden_units: Sequence[int] = (),
                  activation: str = "relu", **kwargs):
         super().__init__(**kwargs)
+        check_arguments("ExpertGates", counts=dict(num_gates=num_gates, num_experts=num_experts),
+                        optional_units=dict(hidden_units=hidden_units))
         self.num_gates = int(num_gates)
         self.num_experts = int(num_experts)
         self.hidden_units = [int(u) for u in hidden_units]
@@ -79,6 +88,9 @@ class MixtureOfExperts(keras.layers.Layer):
                  gate_units: Sequence[int] = (), activation: str = "relu", batch_norm: bool = False,
                  dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        check_arguments("MixtureOfExperts", counts=dict(num_experts=num_experts, num_tasks=num_tasks),
+                        units=dict(expert_units=expert_units), optional_units=dict(gate_units=gate_units),
+                        rates=dict(dropout=dropout))
         self.num_experts = int(num_experts)
         self.expert_units = [int(u) for u in expert_units]
         self.num_tasks = int(num_tasks)

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments, check_count
 from tfmtl.layers.experts import ExpertGates
 from tfmtl.layers.grouped import GroupedMLP
 
@@ -21,6 +22,17 @@ from tfmtl.layers.grouped import GroupedMLP
 @register
 class CGC(keras.layers.Layer):
     """One extraction level.
+
+    Args:
+      num_tasks: T tasks (>= 1).
+      specific_experts: experts of each task (>= 0).
+      shared_experts: shared experts (>= 0; with ``specific_experts`` at least one).
+      expert_units: hidden widths of each expert; ``U = expert_units[-1]``.
+      gate_units: hidden widths of each gating MLP (``()``: linear softmax gates).
+      output_shared: also output the shared slot (for a next level).
+      activation: hidden-layer activation.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
 
     Inputs: ``[batch, d]`` (every slot sees the same input, as at level 1) or
     ``[batch, T + 1, d]`` (one slot per task, the shared slot last).
@@ -38,8 +50,13 @@ class CGC(keras.layers.Layer):
                  gate_units: Sequence[int] = (), output_shared: bool = True, activation: str = "relu",
                  batch_norm: bool = False, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if num_tasks < 1 or specific_experts < 0 or shared_experts < 0 or specific_experts + shared_experts < 1:
-            raise ValueError("CGC: need num_tasks >= 1 and at least one expert per task gate")
+        check_arguments("CGC", counts=dict(num_tasks=num_tasks), units=dict(expert_units=expert_units),
+                        optional_units=dict(gate_units=gate_units), rates=dict(dropout=dropout))
+        check_count("CGC", "specific_experts", specific_experts, minimum=0)
+        check_count("CGC", "shared_experts", shared_experts, minimum=0)
+        if specific_experts + shared_experts < 1:
+            raise ValueError("CGC: specific_experts + shared_experts must be >= 1 (each task gate needs an expert), "
+                             f"got {specific_experts} + {shared_experts}")
         self.num_tasks = int(num_tasks)
         self.specific_experts = int(specific_experts)
         self.shared_experts = int(shared_experts)
@@ -88,6 +105,13 @@ class CGC(keras.layers.Layer):
 class PLE(keras.layers.Layer):
     """Progressive Layered Extraction: ``num_levels`` stacked CGC levels.
 
+    Args:
+      num_levels: stacked CGC levels (>= 1); the last drops the shared slot.
+      num_tasks, specific_experts, shared_experts, expert_units, gate_units: as :class:`CGC`.
+      activation: hidden-layer activation.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
+
     Shapes: ``[batch, d]`` -> ``[batch, T, expert_units[-1]]``.
 
     Example:
@@ -101,8 +125,7 @@ class PLE(keras.layers.Layer):
                  expert_units: Sequence[int], gate_units: Sequence[int] = (), activation: str = "relu",
                  batch_norm: bool = False, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        if num_levels < 1:
-            raise ValueError(f"PLE: num_levels must be >= 1, got {num_levels}")
+        check_count("PLE", "num_levels", num_levels)
         self.num_levels = int(num_levels)
         self._cgc_args = dict(num_tasks=num_tasks, specific_experts=specific_experts, shared_experts=shared_experts,
                               expert_units=list(expert_units), gate_units=list(gate_units), activation=activation,

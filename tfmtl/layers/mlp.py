@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 
 
 def dense_stack(units: Sequence[int], make_dense: Callable, make_norm: Callable, activation: str,
@@ -35,6 +36,13 @@ def run_stack(layers: Sequence, inputs: tf.Tensor, training=None) -> tf.Tensor:
 class MLP(keras.layers.Layer):
     """Stacked dense layers with optional batch normalisation and dropout.
 
+    Args:
+      units: widths of the dense layers (at least one).
+      activation: hidden-layer activation.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
+      kernel_regularizer: regulariser of every dense kernel.
+
     Shapes: ``[batch, d_in]`` -> ``[batch, units[-1]]``.
 
     Example:
@@ -46,6 +54,7 @@ class MLP(keras.layers.Layer):
     def __init__(self, units: Sequence[int], activation: str = "relu", batch_norm: bool = False,
                  dropout: float = 0.0, kernel_regularizer=None, **kwargs):
         super().__init__(**kwargs)
+        check_arguments("MLP", units=dict(units=units), rates=dict(dropout=dropout))
         self.units = [int(u) for u in units]
         self.activation = activation
         self.batch_norm = batch_norm

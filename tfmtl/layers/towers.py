@@ -7,12 +7,20 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.grouped import GroupedDense, GroupedMLP
 
 
 @register
 class TaskTowers(keras.layers.Layer):
     """T towers, each ``units`` hidden layers then one logit.
+
+    Args:
+      num_tasks: T towers (>= 1).
+      units: hidden widths of each tower (``()``: one linear logit).
+      activation: hidden-layer activation.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
 
     Shapes: a shared input ``[batch, d]`` or per-task inputs ``[batch, T, d]``
     -> logits ``[batch, T]``.
@@ -26,6 +34,8 @@ class TaskTowers(keras.layers.Layer):
     def __init__(self, num_tasks: int, units: Sequence[int] = (), activation: str = "relu",
                  batch_norm: bool = False, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        check_arguments("TaskTowers", counts=dict(num_tasks=num_tasks), optional_units=dict(units=units),
+                        rates=dict(dropout=dropout))
         self.num_tasks = int(num_tasks)
         self.units = [int(u) for u in units]
         self.activation = activation

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from tfmtl._keras import register
 from tfmtl.layers import GroupedMLP, TaskTowers
+from tfmtl.layers._checks import check_arguments
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
 
@@ -15,6 +16,13 @@ from tfmtl.models.registry import register_model
 class DeepFM(MultiTaskModel):
     """``sigmoid(y_FM,k + y_DNN,k)`` per task; every task has its own DNN and FM
     weights, and all share the field embeddings.
+
+    Args:
+      spec: the :class:`~tfmtl.features.FeatureSpec` (or its config dict).
+      tasks: label names to predict (default: all labels of the spec).
+      dnn_units: widths of each task's DNN (at least one).
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
 
     Example:
 
@@ -26,6 +34,7 @@ class DeepFM(MultiTaskModel):
 
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, dnn_units: Sequence[int] = (512, 256),
                  batch_norm: bool = True, dropout: float = 0.0, **kwargs):
+        check_arguments("DeepFM", units=dict(dnn_units=dnn_units), rates=dict(dropout=dropout))
         kwargs["fm"] = True
         super().__init__(spec, tasks, dnn_units=list(dnn_units), batch_norm=batch_norm, dropout=dropout, **kwargs)
 

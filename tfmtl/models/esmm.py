@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from tfmtl._keras import register
 from tfmtl.layers import TaskTowers
+from tfmtl.layers._checks import check_arguments
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
 
@@ -19,6 +20,13 @@ class ESMM(MultiTaskModel):
     "clicked and converted" over all exposures; the losses are BCE(click, ctr)
     and BCE(conversion, ctcvr).
 
+    Args:
+      spec: the :class:`~tfmtl.features.FeatureSpec` (or its config dict).
+      tasks: ``[click_label, conversion_label]``.
+      tower_units: hidden widths of the CTR and CVR towers.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
+
     Example:
 
     >>> from tfmtl.datasets import synthetic
@@ -31,6 +39,7 @@ class ESMM(MultiTaskModel):
 
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, tower_units: Sequence[int] = (512, 256),
                  batch_norm: bool = True, dropout: float = 0.0, **kwargs):
+        check_arguments("ESMM", optional_units=dict(tower_units=tower_units), rates=dict(dropout=dropout))
         super().__init__(spec, tasks, tower_units=list(tower_units), batch_norm=batch_norm, dropout=dropout,
                          **kwargs)
 

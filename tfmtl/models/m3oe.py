@@ -31,6 +31,7 @@ import tensorflow as tf
 from tfmtl._keras import keras, register
 from tfmtl.features import FeatureSpec
 from tfmtl.layers import MLP
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain import STRUCTURE_NAMES, DomainTaskTowers, M3oEExperts, StarDense
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
@@ -93,13 +94,17 @@ class M3oE(BilevelStructureFit, MultiTaskModel):
                  structure_batches: str = "validation", star_activation: str | None = "relu",
                  star_domain_initializer="ones", stop_gate_gradient: bool = False, loss: str = "per_task",
                  batch_norm: bool = False, dropout: float = 0.0, **kwargs):
+        every = {} if structure_update_every == "epoch" else dict(structure_update_every=structure_update_every)
+        if structure_update_every != "epoch" and isinstance(structure_update_every, str):
+            raise ValueError(f"M3oE: structure_update_every must be >= 1 or 'epoch', got {structure_update_every!r}")
+        check_arguments("M3oE", counts=dict(num_experts=num_experts, **every),
+                        units=dict(expert_units=expert_units),
+                        optional_units=dict(star_units=star_units, tower_units=tower_units, gate_units=gate_units),
+                        rates=dict(dropout=dropout))
         if structure_batches not in ("validation", "train"):
             raise ValueError(f"M3oE: structure_batches must be 'validation' or 'train', got {structure_batches!r}")
         if loss not in LOSS_MODES:
             raise ValueError(f"M3oE: loss must be one of {LOSS_MODES}, got {loss!r}")
-        if structure_update_every != "epoch" and (isinstance(structure_update_every, str)
-                                                  or structure_update_every < 1):
-            raise ValueError(f"M3oE: structure_update_every must be >= 1 or 'epoch', got {structure_update_every!r}")
         if structure_update not in STRUCTURE_MODES:
             raise ValueError(f"M3oE: structure_update must be one of {STRUCTURE_MODES}, got {structure_update!r}")
         super().__init__(spec, tasks, domain_feature=domain_feature, num_experts=num_experts,

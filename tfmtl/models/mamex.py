@@ -30,6 +30,7 @@ import tensorflow as tf
 from tfmtl._keras import keras, register
 from tfmtl.features import SpecError
 from tfmtl.layers import MLP, TaskTowers
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.modality import FUSION_MODES, ModalityFusion, ModalityMoE, TextEncoder, text_vocabulary
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
@@ -111,6 +112,11 @@ class MAMEX(MultiTaskModel):
                  gate_context: bool = True, balance_weight: float = 0.01, modality_dropout: float = 0.0,
                  text_embedding_dim: int = 16, user_units: Sequence[int] = (64,), tower_units: Sequence[int] = (64,),
                  dropout: float = 0.0, **kwargs):
+        check_arguments("MAMEX", counts=dict(units=units, num_experts=num_experts,
+                                             text_embedding_dim=text_embedding_dim),
+                        optional_units=dict(expert_units=expert_units, gate_units=gate_units, user_units=user_units,
+                                            tower_units=tower_units),
+                        rates=dict(dropout=dropout, modality_dropout=modality_dropout))
         if fusion not in FUSION_MODES:
             raise ValueError(f"MAMEX: fusion must be one of {FUSION_MODES}, got {fusion!r}")
         if top_k is not None and top_k > num_experts:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from tfmtl._keras import register
 from tfmtl.layers import MixtureOfExperts, TaskTowers
+from tfmtl.layers._checks import check_arguments
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
 
@@ -35,6 +36,9 @@ class MMoE(MultiTaskModel):
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, num_experts: int = 8,
                  expert_units: Sequence[int] = (512, 256), gate_units: Sequence[int] = (),
                  tower_units: Sequence[int] = (64,), batch_norm: bool = True, dropout: float = 0.0, **kwargs):
+        check_arguments("MMoE", counts=dict(num_experts=num_experts), units=dict(expert_units=expert_units),
+                        optional_units=dict(gate_units=gate_units, tower_units=tower_units),
+                        rates=dict(dropout=dropout))
         super().__init__(spec, tasks, num_experts=num_experts, expert_units=list(expert_units),
                          gate_units=list(gate_units), tower_units=list(tower_units), batch_norm=batch_norm,
                          dropout=dropout, **kwargs)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from tfmtl._keras import register
 from tfmtl.layers import MLP, TaskTowers
+from tfmtl.layers._checks import check_arguments
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
 
@@ -14,6 +15,14 @@ from tfmtl.models.registry import register_model
 @register
 class SharedBottom(MultiTaskModel):
     """``tower_k(MLP_shared(x))`` per task.
+
+    Args:
+      spec: the :class:`~tfmtl.features.FeatureSpec` (or its config dict).
+      tasks: label names to predict (default: all labels of the spec).
+      bottom_units: widths of the shared MLP (at least one).
+      tower_units: hidden widths of each task tower.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
 
     Example:
 
@@ -25,6 +34,8 @@ class SharedBottom(MultiTaskModel):
 
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, bottom_units: Sequence[int] = (512, 256),
                  tower_units: Sequence[int] = (64,), batch_norm: bool = True, dropout: float = 0.0, **kwargs):
+        check_arguments("SharedBottom", units=dict(bottom_units=bottom_units),
+                        optional_units=dict(tower_units=tower_units), rates=dict(dropout=dropout))
         super().__init__(spec, tasks, bottom_units=list(bottom_units), tower_units=list(tower_units),
                          batch_norm=batch_norm, dropout=dropout, **kwargs)
 

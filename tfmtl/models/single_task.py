@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from tfmtl._keras import register
 from tfmtl.layers import MLP, TaskTowers
+from tfmtl.layers._checks import check_arguments
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.registry import register_model
 
@@ -14,6 +15,13 @@ from tfmtl.models.registry import register_model
 @register
 class SingleTask(MultiTaskModel):
     """One DNN for one task: ``sigmoid(w . MLP(x))``.
+
+    Args:
+      spec: the :class:`~tfmtl.features.FeatureSpec` (or its config dict).
+      tasks: the one label to predict.
+      units: widths of the MLP (at least one).
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
 
     Example:
 
@@ -25,6 +33,7 @@ class SingleTask(MultiTaskModel):
 
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, units: Sequence[int] = (512, 256),
                  batch_norm: bool = True, dropout: float = 0.0, **kwargs):
+        check_arguments("SingleTask", units=dict(units=units), rates=dict(dropout=dropout))
         super().__init__(spec, tasks, units=list(units), batch_norm=batch_norm, dropout=dropout, **kwargs)
 
     @classmethod

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tfmtl._keras import keras, register
 from tfmtl.features import CategoricalFeature, SpecError
 from tfmtl.layers import MLP
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain import StarDense
 from tfmtl.models.base import EncodedFeatures, MultiTaskModel
 from tfmtl.models.registry import register_model
@@ -63,6 +64,8 @@ class STAR(MultiTaskModel):
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, domain_feature: str = "domain",
                  star_units: Sequence[int] = (256, 128), aux_units: Sequence[int] | None = (64,),
                  dropout: float = 0.0, **kwargs):
+        check_arguments("STAR", units=dict(star_units=star_units), optional_units=dict(aux_units=aux_units or ()),
+                        rates=dict(dropout=dropout))
         super().__init__(spec, tasks, domain_feature=domain_feature, star_units=list(star_units),
                          aux_units=None if aux_units is None else list(aux_units), dropout=dropout, **kwargs)
 

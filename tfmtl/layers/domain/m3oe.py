@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain.mixing import DomainExpertMixing
 from tfmtl.layers.domain.routing import select_domain, split_domain_inputs
 from tfmtl.layers.grouped import GroupedMLP
@@ -39,6 +40,18 @@ class M3oEExperts(keras.layers.Layer):
     the main optimizer leaves them alone; a bilevel (DARTS-style) step can still
     update them on validation batches (see ``tfmtl.training.structure_weights``).
 
+    Args:
+      num_domains: D domains.
+      num_tasks: T tasks.
+      num_experts: E shared experts.
+      expert_units: hidden widths of every expert; ``U = expert_units[-1]``.
+      gate_units: hidden widths of the shared-expert gates (``()``: linear).
+      structure_trainable: whether the main optimizer trains the structure weights.
+      structure_init: initial raw structure weight (value ``sigmoid(structure_init)``).
+      activation: hidden-layer activation.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
+
     Shapes: ``[x [batch, d], domain int [batch]]`` -> ``[batch, T, U]``: the T
     fused representations of each example's own domain (``U = expert_units[-1]``).
     ``return_gates=True`` also returns the shared-expert gates ``[batch, T, E]``.
@@ -57,6 +70,10 @@ class M3oEExperts(keras.layers.Layer):
                  activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0,
                  stop_gate_gradient: bool = False, **kwargs):
         super().__init__(**kwargs)
+        check_arguments("M3oEExperts", counts=dict(num_domains=num_domains, num_tasks=num_tasks,
+                                                   num_experts=num_experts),
+                        units=dict(expert_units=expert_units), optional_units=dict(gate_units=gate_units),
+                        rates=dict(dropout=dropout))
         self.stop_gate_gradient = bool(stop_gate_gradient)
         self.num_domains = int(num_domains)
         self.num_tasks = int(num_tasks)

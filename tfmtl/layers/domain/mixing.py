@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain.routing import select_domain, split_domain_inputs
 from tfmtl.layers.experts import ExpertGates
 from tfmtl.layers.grouped import GroupedMLP
@@ -39,9 +40,11 @@ class DomainExpertMixing(keras.layers.Layer):
                  gate_units: Sequence[int] = (), activation: str = "relu", batch_norm: bool = False,
                  dropout: float = 0.0, stop_gate_gradient: bool = False, **kwargs):
         super().__init__(**kwargs)
+        check_arguments("DomainExpertMixing",
+                        counts=dict(num_domains=num_domains, num_tasks=num_tasks, num_experts=num_experts),
+                        units=dict(expert_units=expert_units), optional_units=dict(gate_units=gate_units),
+                        rates=dict(dropout=dropout))
         self.stop_gate_gradient = bool(stop_gate_gradient)
-        if min(num_domains, num_tasks, num_experts) < 1 or not expert_units:
-            raise ValueError("DomainExpertMixing: need >= 1 domain, task and expert, and non-empty expert_units")
         self.num_domains = int(num_domains)
         self.num_tasks = int(num_tasks)
         self.num_experts = int(num_experts)

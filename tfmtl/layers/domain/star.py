@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain.routing import select_domain, split_domain_inputs
 
 
@@ -33,8 +34,7 @@ class StarDense(keras.layers.Layer):
                  kernel_initializer="glorot_uniform", domain_kernel_initializer="ones", kernel_regularizer=None,
                  **kwargs):
         super().__init__(**kwargs)
-        if num_domains < 1 or units < 1:
-            raise ValueError(f"StarDense: num_domains and units must be >= 1, got {num_domains}, {units}")
+        check_arguments("StarDense", counts=dict(num_domains=num_domains, units=units))
         self.num_domains = int(num_domains)
         self.units = int(units)
         self.activation = keras.activations.get(activation)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
+from tfmtl.layers._checks import check_arguments
 from tfmtl.layers.domain.routing import select_domain, split_domain_inputs
 from tfmtl.layers.towers import TaskTowers
 
@@ -14,6 +15,14 @@ from tfmtl.layers.towers import TaskTowers
 @register
 class DomainTaskTowers(keras.layers.Layer):
     """One tower per (domain, task); an example's task-t logit comes from its own domain's tower t.
+
+    Args:
+      num_domains: D domains.
+      num_tasks: T tasks.
+      units: hidden widths of each of the ``D * T`` towers.
+      activation: hidden-layer activation.
+      batch_norm: batch normalisation after each hidden dense layer.
+      dropout: dropout rate after each hidden layer, in ``[0, 1)``.
 
     Shapes: ``[h, domain int [batch]]`` with ``h`` shared ``[batch, d]`` or per
     task ``[batch, T, d]`` -> logits ``[batch, T]``.
@@ -28,6 +37,8 @@ class DomainTaskTowers(keras.layers.Layer):
     def __init__(self, num_domains: int, num_tasks: int, units: Sequence[int] = (), activation: str = "relu",
                  batch_norm: bool = False, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        check_arguments("DomainTaskTowers", counts=dict(num_domains=num_domains, num_tasks=num_tasks),
+                        optional_units=dict(units=units), rates=dict(dropout=dropout))
         self.num_domains = int(num_domains)
         self.num_tasks = int(num_tasks)
         self.units = [int(u) for u in units]

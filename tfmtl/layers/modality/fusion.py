@@ -17,6 +17,14 @@ FUSION_MODES = ("gate", "mean", "concat")
 class ModalityFusion(keras.layers.Layer):
     """Fuses M modality embeddings into one item representation, robust to missing modalities.
 
+    Args:
+      num_modalities: M modalities.
+      mode: ``"gate"``, ``"mean"`` or ``"concat"``.
+      gate_units: hidden widths of each modality's scorer (``"gate"``).
+      balance_weight: weight of :func:`modality_balance_loss` (``"gate"``).
+      modality_dropout: training-time probability of hiding a present modality, in ``[0, 1)``.
+      activation: the scorers' hidden activation.
+
     Modes:
 
     * ``"gate"`` (MAMEX): ``w = masked_softmax(s_m(e_m[, c]))``, ``z = sum_m w_m e_m``.

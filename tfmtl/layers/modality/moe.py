@@ -23,6 +23,14 @@ class ModalityMoE(keras.layers.Layer):
     (missing examples excluded). NaNs of missing examples are zeroed before the
     experts and their output is zero.
 
+    Args:
+      num_experts: E experts (>= 1).
+      units: output width U (>= 1).
+      top_k: keep the k largest gate logits (``None``: all).
+      expert_units: hidden widths of each expert (``()``: linear experts).
+      load_balance_weight: weight of :func:`load_balance_loss` (0: none).
+      activation: hidden-layer activation.
+
     Shapes: ``x [batch, d]`` (and optional ``present=bool [batch]``, default :func:`modality_mask`) ->
     ``[batch, units]``; ``return_gates=True`` also returns the gate ``[batch, E]``.
 

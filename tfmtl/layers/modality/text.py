@@ -17,6 +17,12 @@ class TextEncoder(keras.layers.Layer):
     on the training texts) so the layer's config alone rebuilds it. Empty
     texts give zeros.
 
+    Args:
+      vocabulary: the tokens (see :func:`text_vocabulary`).
+      embedding_dim: width of the token embeddings and the output.
+      sequence_length: tokens kept per text.
+      standardize: ``TextVectorization``'s standardisation.
+
     Shapes: ``string [batch]`` -> ``[batch, embedding_dim]``.
 
     Example:
