@@ -2,6 +2,8 @@
 
     python -m bench.coldstart                       # 3 seeds (~15 min on 2 cores)
     python -m bench.coldstart --seeds 0 --epochs 1  # smoke run
+    python -m bench.coldstart --patience 3 --epochs 30 --variants mamex_paper mamex concat mean \
+        --out bench/results/coldstart_converged    # early stopping on warm validation AUC
 
 Data: :func:`tfmtl.datasets.movielens.coldstart_split`: 20% of the movies are
 held out entirely (their exposures form the cold test set); exposures are the
@@ -14,8 +16,9 @@ id, age, gender, occupation, ZIP prefix. No item id anywhere.
 Variants (same user tower, encoders and training recipe, modality dropout
 0.25 for all so that each learns to cope with the missing collaborative signal):
 
-* ``mamex``: per-modality MoE (4 linear experts, top-2, load balance) + the
-  modality gate (user-conditioned, balance regulariser);
+* ``mamex_paper``: :meth:`MAMEX.paper`: per-modality MoE (4 linear experts, top-2, load
+  balance) + the paper's modality gate, scored from the item content only (balance regulariser);
+* ``mamex``: the same with tfmtl's user-conditioned modality gate (``gate_context=True``);
 * ``concat`` / ``mean``: one expert per modality, concatenation / masked mean;
 * ``mamex_no_dropout``: MAMEX without modality dropout;
 * ``user_only``: a shared-bottom model on the user features alone (no item
@@ -43,20 +46,22 @@ from sklearn.metrics import roc_auc_score
 from bench import _report
 from tfmtl.compat import keras
 from tfmtl.datasets import movielens
-from tfmtl.models import build_model
+from tfmtl.models import MAMEX, build_model
 from tfmtl.models.mamex import hide_modality, modality_specs
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASKS = ["click", "conversion"]
 COMMON = dict(units=32, user_units=[64], tower_units=[32], text_embedding_dim=16, gate_units=[16])
 VARIANTS = {
-    "mamex": dict(fusion="gate", num_experts=4, top_k=2, modality_dropout=0.25),
+    "mamex_paper": dict(num_experts=4, top_k=2, modality_dropout=0.25),  # MAMEX.paper: gate_context=False
+    "mamex": dict(fusion="gate", num_experts=4, top_k=2, modality_dropout=0.25, gate_context=True),
     "concat": dict(fusion="concat", num_experts=1, top_k=None, modality_dropout=0.25),
     "mean": dict(fusion="mean", num_experts=1, top_k=None, modality_dropout=0.25),
     "mamex_no_dropout": dict(fusion="gate", num_experts=4, top_k=2, modality_dropout=0.0),
     "user_only": None,
 }
-LABELS = {"mamex": "MAMEX (MoE + gate)", "concat": "Concatenation", "mean": "Averaging",
+LABELS = {"mamex_paper": "MAMEX paper preset (content gate)", "mamex": "MAMEX, user-conditioned gate",
+          "concat": "Concatenation", "mean": "Averaging",
           "mamex_no_dropout": "MAMEX, no modality dropout", "user_only": "User features only"}
 
 
@@ -92,16 +97,20 @@ def ranking(model, data, users, ks, batch_size=8192) -> dict:
     return {name: float(np.mean(values)) for name, values in result.items()} | {"users": len(users)}
 
 
-def train(name, data, modalities, epochs, batch_size, learning_rate, seed):
+def train(name, data, modalities, epochs, batch_size, learning_rate, seed, patience=0):
     keras.utils.set_random_seed(seed)
     if VARIANTS[name] is None:
         model = build_model("shared_bottom", data.spec, TASKS, bottom_units=[64], tower_units=[32],
                             batch_norm=False)
+    elif name == "mamex_paper":
+        model = MAMEX.paper(data.spec, TASKS, modalities=modalities, **COMMON, **VARIANTS[name])
     else:
         model = build_model("mamex", data.spec, TASKS, modalities=modalities, **COMMON, **VARIANTS[name])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics={})
     best, best_weights, history, start = -1.0, None, [], time.time()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        if patience and epoch - 1 - int(np.argmax(history or [0])) > patience:
+            break
         model.fit(data.train, epochs=1, batch_size=batch_size, verbose=0)
         score = float(np.mean(list(aucs(data.validation, model.predict(data.validation, batch_size=8192,
                                                                        verbose=0)).values())))
@@ -109,8 +118,10 @@ def train(name, data, modalities, epochs, batch_size, learning_rate, seed):
         if score > best:
             best, best_weights = score, model.get_weights()
     model.set_weights(best_weights)
-    return model, {"valid_auc_by_epoch": history, "best_epoch": int(np.argmax(history)) + 1,
-                   "train_seconds": time.time() - start}
+    best_epoch = int(np.argmax(history)) + 1
+    return model, {"valid_auc_by_epoch": history, "best_epoch": best_epoch, "epochs_run": len(history),
+                   "converged": bool(patience) and len(history) - best_epoch >= patience,
+                   "train_seconds": time.time() - start, "load": os.getloadavg()[0]}
 
 
 def run(args) -> dict:
@@ -128,7 +139,8 @@ def run(args) -> dict:
     for name in args.variants:
         for seed in args.seeds:
             started = time.time()
-            model, info = train(name, data, modalities, args.epochs, args.batch_size, args.learning_rate, seed)
+            model, info = train(name, data, modalities, args.epochs, args.batch_size, args.learning_rate, seed,
+                                args.patience)
             info["cold"] = {"all": aucs(data.cold, model.predict(data.cold, batch_size=8192, verbose=0))}
             info["warm"] = {"all": aucs(data.validation, model.predict(data.validation, batch_size=8192, verbose=0))}
             if VARIANTS[name] is not None:
@@ -139,7 +151,7 @@ def run(args) -> dict:
                     hidden = hide_modality(data.validation, by_name[modality])
                     info["warm"][f"-{modality}"] = aucs(hidden, model.predict(hidden, batch_size=8192, verbose=0))
             info["ranking"] = ranking(model, data, users, args.ks)
-            if name in ("mamex", "mamex_no_dropout") and seed == args.seeds[0]:
+            if name in ("mamex_paper", "mamex", "mamex_no_dropout") and seed == args.seeds[0]:
                 results["modality_weights"][name] = {
                     "cold": model.modality_weights(data.cold).mean(0).tolist(),
                     "warm": model.modality_weights(data.validation).mean(0).tolist()}
@@ -163,8 +175,10 @@ def markdown(results) -> str:
              f"train {results['rows']['train']}, warm validation {results['rows']['validation']}). Exposures: rated "
              "pairs + 1 sampled unrated pair per rating; click = rated, conversion = rated >= 4. Modalities: "
              f"{', '.join(results['modalities'])} (cf = {cfg['cf_dim']}-d SVD factors of the training "
-             f"interactions, missing for all cold items). Mean +- std over seeds {cfg['seeds']}; {cfg['epochs']} "
-             f"epochs, best warm-validation epoch kept. Ranking: all cold items for {cfg['rank_users']} sampled "
+             f"interactions, missing for all cold items). Mean +- std over seeds {cfg['seeds']}; "
+             + (f"early stopping on warm-validation AUC, patience {cfg['patience']}, cap {cfg['epochs']} epochs"
+                if cfg.get("patience") else f"{cfg['epochs']} epochs") + ", best warm-validation epoch kept."
+             f" Ranking: all cold items for {cfg['rank_users']} sampled "
              "users, relevant = the cold items they rated, scored by predicted click.", "",
              "## Cold items", "",
              "| variant | click AUC | conversion AUC | " + " | ".join(
@@ -192,10 +206,13 @@ def markdown(results) -> str:
                 values = [i[split][c]["click"] for i in by_seed.values() if c in i[split]]
                 cells.append("{:.4f} +- {:.4f}".format(*_mean_std(values)) if values else "-")
             lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
-    lines += ["", "| variant | best epoch per seed | wall seconds per run (shared, loaded machine) |", "|---|---|---|"]
+    lines += ["", "| variant | best epoch / epochs run per seed | converged | wall seconds per run (shared, loaded "
+              "machine) |", "|---|---|---|---|"]
     for name, by_seed in runs.items():
         seconds = np.mean([i["seconds"] for i in by_seed.values()])
-        lines.append(f"| {LABELS.get(name, name)} | {[i['best_epoch'] for i in by_seed.values()]} | {seconds:.0f} |")
+        epochs = [f"{i['best_epoch']}/{i.get('epochs_run', len(i['valid_auc_by_epoch']))}" for i in by_seed.values()]
+        converged = "yes" if all(i.get("converged") for i in by_seed.values()) else "no"
+        lines.append(f"| {LABELS.get(name, name)} | {', '.join(epochs)} | {converged} | {seconds:.0f} |")
     if results["modality_weights"]:
         lines += ["", "## Mean modality gate weights (first seed; `coldstart.png`)", "",
                   "| variant | split | " + " | ".join(results["modalities"]) + " |",
@@ -203,6 +220,23 @@ def markdown(results) -> str:
         for name, splits in results["modality_weights"].items():
             for split, weights in splits.items():
                 lines.append(f"| {LABELS[name]} | {split} | " + " | ".join(f"{w:.3f}" for w in weights) + " |")
+    baselines = [n for n in ("concat", "mean") if n in runs]
+    if "mamex_paper" in runs and baselines:
+        def cold(name, key):
+            values = [i["cold"]["all"]["click"] if key == "auc" else i["ranking"][key] for i in runs[name].values()]
+            return float(np.mean(values))
+
+        recall = f"recall@{ks[0]}"
+        wins = {metric: all(cold("mamex_paper", metric) > cold(b, metric) for b in baselines)
+                for metric in ("auc", recall)}
+        lines += ["", "Verdict (MAMEX paper: the gated MoE beats concatenation / averaging on cold items): "
+                  + "; ".join(f"{metric}: MAMEX paper {cold('mamex_paper', metric):.4f} vs "
+                              + ", ".join(f"{LABELS[b]} {cold(b, metric):.4f}" for b in baselines)
+                              for metric in ("auc", recall))
+                  + ". The claim " + ("holds here" if all(wins.values()) else
+                                      "holds on " + ", ".join(m for m, w in wins.items() if w) if any(wins.values())
+                                      else "does NOT hold here")
+                  + f" ({len(cfg['seeds'])} seed(s))."]
     return "\n".join(lines) + "\n"
 
 
@@ -232,7 +266,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs, or the cap with --patience")
+    parser.add_argument("--patience", type=int, default=0,
+                        help="stop after this many epochs without a better warm-validation AUC (0: all epochs)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--holdout-share", type=float, default=0.2)

@@ -36,8 +36,8 @@
       new releases and long-tail catalogue titles are dear.
 
 Metrics (:mod:`tfmtl.training.metrics`): Hit@10, rHit@10 (price-weighted hit), min-Hit@10
-(worst fairness group), Pop-KL@10 (KL of the recommended popularity-bin distribution from
-Q), validity (Hit@10 >= 97% of the base's) and Imp (mean relative improvement over the base
+(worst fairness group), Pop-KL@10 (MoRec Eq. 9: KL of the target popularity-bin distribution
+Q from the recommended one P), validity (Hit@10 >= 97% of the base's) and Imp (mean relative improvement over the base
 on rHit, min-Hit and Pop-KL, the last one lower-is-better).
 
 Writes ``<out>/pid_control.{json,md}`` and ``pid_control_{census,movielens}.png``

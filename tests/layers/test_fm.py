@@ -32,3 +32,25 @@ def test_factorization_machine_starts_as_classic_fm_for_each_task():
     fm = FactorizationMachine(field_sizes=[2, 2, 2], num_outputs=3)
     out = fm([tf.zeros([4, 3], tf.int64), tf.zeros([4, 1]), v]).numpy()
     np.testing.assert_allclose(out, np.repeat(fm_second_order(v).numpy(), 3, axis=1), rtol=1e-5)
+
+
+def test_shared_fm_by_hand_with_dense_fields_and_equal_task_columns():
+    from tfmtl.layers import SharedFactorizationMachine
+
+    fm = SharedFactorizationMachine(field_sizes=[3, 2], num_outputs=3)
+    ids = tf.constant([[2, 1]])
+    dense = tf.constant([[2.0]])
+    v = tf.constant([[[1.0, 0.0], [0.0, 1.0]]])  # two field vectors, D = 2
+    fm([ids, dense, v])  # build
+    # first order: w(field0=2) = 0.5, w(field1=1) = -1, w_dense = 0.25, bias 0.1
+    fm.first_order.weights_per_id.embeddings.assign([[0.0], [0.0], [0.5], [0.0], [-1.0]])
+    fm.first_order.dense_kernel.assign([[0.25]])
+    fm.first_order.bias.assign([0.1])
+    fm.dense_vectors.assign([[3.0, 1.0]])  # u_dense; the dense field's vector is x * u = [6, 2]
+    # cross: <v0, v1> + <v0, 6,2> + <v1, 6,2> = 0 + 6 + 2 = 8; linear: 0.5 - 1 + 0.25 * 2 + 0.1 = 0.1
+    out = fm([ids, dense, v]).numpy()
+    np.testing.assert_allclose(out, [[8.1, 8.1, 8.1]], rtol=1e-6)
+    # the dense field really is in the cross term: x = 0 removes its two pairs and its linear part
+    np.testing.assert_allclose(fm([ids, tf.zeros([1, 1]), v]).numpy(), [[-0.4, -0.4, -0.4]], rtol=1e-6)
+    round_trip = SharedFactorizationMachine.from_config(fm.get_config())
+    assert round_trip.num_outputs == 3 and round_trip.field_sizes == [3, 2]

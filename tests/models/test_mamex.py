@@ -103,3 +103,30 @@ def test_keras_round_trip_gives_identical_predictions(frame, tmp_path):
     batch = _batch(model, df.head(64))
     for output in model.output_names:
         np.testing.assert_array_equal(loaded(batch)[output].numpy(), model(batch)[output].numpy())
+
+
+@pytest.mark.parametrize("preset", ["paper", "user_gate"])
+def test_paper_gate_scores_modalities_from_item_content_only(frame, preset):
+    """MAMEX's gate weights a modality by its content: changing only the user features leaves the
+    fusion weights of every item unchanged; the user-conditioned option (gate_context=True) moves them."""
+    df, spec, modalities = frame
+    kwargs = dict(SMALL)
+    model = (MAMEX.paper(spec, modalities=modalities, **kwargs) if preset == "paper"
+             else MAMEX(spec, modalities=modalities, gate_context=True, **kwargs))
+    assert model.get_config()["gate_context"] is (preset != "paper")
+    rows = df.head(64).reset_index(drop=True)
+    other_users = rows.copy()
+    user_columns = [c for c in spec.feature_names if c in rows.columns]
+    order = np.random.default_rng(1).permutation(len(rows))
+    for column in user_columns:
+        other_users[column] = rows[column].to_numpy()[order]
+    assert not rows[user_columns].equals(other_users[user_columns])
+    before, after = model.modality_weights(rows), model.modality_weights(other_users)
+    if preset == "paper":
+        np.testing.assert_array_equal(before, after)
+        fusion = model.get_layer("fusion")
+        assert len(fusion.input) == 2  # [modality embeddings, mask]: no user context enters the gate
+    else:
+        assert np.max(np.abs(before - after)) > 1e-4
+    with pytest.raises(ValueError, match="gate_context"):
+        MAMEX.paper(spec, modalities=modalities, gate_context=True, **kwargs)

@@ -88,3 +88,21 @@ def test_config_round_trip(weighting):
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(weighting))
     assert type(clone) is type(weighting)
     assert clone.get_config() == weighting.get_config()
+
+
+def test_morec_preset_eq13_weights_are_the_preferences():
+    w = PIDWeighting.morec("click", set_point=0.3, preferences={"revenue": 0.1, "fairness": 0.1, "alignment": 0.8},
+                           alpha_min=0.2)
+    w.build({"click": [], "revenue": [], "fairness": [], "alignment": []})
+    losses = {"click": tf.constant(0.5), "revenue": tf.constant(2.0), "fairness": tf.constant(3.0),
+              "alignment": tf.constant(4.0)}
+    total, q = w.combine(losses, training=True)
+    # Eq. 13: q_obj = p_obj; Eq. 14 (first step, L = 0.5, e = -0.2): 0.01 / (1 + e^-0.2) + 0.001 * 0.2 + 0.2
+    got = {k: float(v) for k, v in q.items()}
+    assert got == pytest.approx({"click": 0.20569834, "revenue": 0.1, "fairness": 0.1, "alignment": 0.8}, abs=1e-7)
+    assert float(total) == pytest.approx(0.20569834 * 0.5 + 0.1 * 2 + 0.1 * 3 + 0.8 * 4, rel=1e-6)
+    # the official code's lambda = 0.2 on the auxiliary losses is an option
+    scaled = PIDWeighting.morec("click", 0.3, {"revenue": 1.0}, alpha_min=0.2, auxiliary_scale=0.2)
+    scaled.build({"click": [], "revenue": []})
+    assert float(scaled({"click": tf.constant(0.3), "revenue": tf.constant(1.0)}, training=True)["revenue"]) == \
+        pytest.approx(0.2)

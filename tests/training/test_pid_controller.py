@@ -102,3 +102,35 @@ def test_config_round_trip():
 def test_rejects_inverted_limits():
     with pytest.raises(ValueError):
         PIDController(set_point=0.5, q_min=0.5, output_max=0.1)
+
+
+def test_morec_preset_follows_eq14_with_paper_constants():
+    # MoRec Eq. 14, Kp = 0.01, Ki = 0.001 (section 4.1.4); set point 0.3, alpha_min 0.2.
+    #   e = 0.3 - L;  q = 0.01 / (1 + exp(e)) - 0.001 * sum(e) + 0.2
+    #   L=0.50: e=-0.20 S=-0.20  P=0.00549834  I=0.00020  q=0.20569834
+    #   L=0.40: e=-0.10 S=-0.30  P=0.00524979  I=0.00030  q=0.20554979
+    #   L=0.25: e=+0.05 S=-0.25  P=0.00487503  I=0.00025  q=0.20512503
+    #   L=0.30: e= 0.00 S=-0.25  P=0.00500000  I=0.00025  q=0.20525000
+    #   L=0.10: e=+0.20 S=-0.05  P=0.00450166  I=0.00005  q=0.20455166
+    controller = PIDController.morec(set_point=0.3, alpha_min=0.2)
+    assert (controller.kp, controller.ki, controller.kd, controller.sigmoid_p) == (0.01, 0.001, 0.0, True)
+    assert float(controller.weight) == pytest.approx(0.2)
+    got = [float(controller.update(loss)) for loss in (0.5, 0.4, 0.25, 0.3, 0.1)]
+    np.testing.assert_allclose(got, [0.20569834, 0.20554979, 0.20512503, 0.20525, 0.20455166], atol=1e-7)
+    assert float(controller.integral) == pytest.approx(-0.05)
+    # the floor alpha_min is also a clamp (official code): a long run below the set point stops at 0.2
+    low = PIDController.morec(set_point=0.3, alpha_min=0.2)
+    for _ in range(20):
+        q = float(low.update(0.0))
+    assert q == pytest.approx(0.2)
+    capped = PIDController.morec(set_point=0.3, alpha_min=0.2, alpha_max=0.203)
+    assert float(capped.update(0.5)) == pytest.approx(0.203)
+    with pytest.raises(ValueError, match="kp"):
+        PIDController.morec(set_point=0.3, alpha_min=0.2, kp=1.0)
+
+
+def test_linear_variant_is_a_named_option():
+    c = PIDController.linear(set_point=0.12)
+    assert not c.sigmoid_p and (c.kp, c.ki, c.q_min) == (100.0, 2.0, 1.0)
+    # e = -0.01: P = 100 * 0.01 = 1, I = 2 * 0.01 = 0.02, q = 1 + 1 + 0.02
+    assert float(c.update(0.13)) == pytest.approx(2.02, abs=1e-5)

@@ -28,10 +28,11 @@ def np_min_hit(top_k, targets, group):
     return min(hits[g == k].mean() for k in np.unique(g))
 
 
-def np_pop_kl(top_k, group, q):
+def np_pop_kl(top_k, group, q, eps=1e-10):
+    """MoRec Eq. 9: KL(Q || P), Q the target, P the recommended groups' shares."""
     p = np.bincount(group[top_k.ravel()], minlength=len(q)) / top_k.size
     q = q / q.sum()
-    return float(sum(pi * np.log(pi / qi) for pi, qi in zip(p, q) if pi > 0))
+    return float(sum(qi * np.log((qi + eps) / (pi + eps)) for pi, qi in zip(p, q) if qi > 0))
 
 
 def test_hand_made_lists_match_numpy():
@@ -43,10 +44,36 @@ def test_hand_made_lists_match_numpy():
     # groups of targets: [1, 0, 2, 1] -> group 0: 0/1, group 1: 2/2, group 2: 1/1 -> min 0
     np.testing.assert_allclose(M.group_hit_at_k(TOP_K, TARGETS, FAIR_GROUP, 3).numpy(), [0.0, 1.0, 1.0])
     assert float(M.min_group_hit_at_k(TOP_K, TARGETS, FAIR_GROUP, 3)) == np_min_hit(TOP_K, TARGETS, FAIR_GROUP)
-    # P = [6/12, 6/12] (items 0,1,2 vs 3,4,5); KL(P||Q) = 0.5 ln(0.5/0.3) + 0.5 ln(0.5/0.7)
-    want = 0.5 * np.log(0.5 / 0.3) + 0.5 * np.log(0.5 / 0.7)
+    # P = [6/12, 6/12] (items 0,1,2 vs 3,4,5); Eq. 9: KL(Q||P) = 0.3 ln(0.3/0.5) + 0.7 ln(0.7/0.5)
+    want = 0.3 * np.log(0.3 / 0.5) + 0.7 * np.log(0.7 / 0.5)
     assert float(M.popularity_kl(TOP_K, POP_GROUP, TARGET_DIST)) == pytest.approx(want, rel=1e-6)
     assert want == pytest.approx(np_pop_kl(TOP_K, POP_GROUP, TARGET_DIST))
+
+
+def test_pop_kl_is_kl_of_target_against_recommended():
+    """MoRec Eq. 9 is D_KL(Q || P); check it on hand numbers where it differs from KL(P || Q)."""
+    # 3 popularity groups; items 0-1 group 0, 2-3 group 1, 4 group 2. Lists use groups 0 and 1 only:
+    # P = [3/4, 1/4, 0]; target Q = [0.5, 0.3, 0.2] -> group 2 is never recommended.
+    top_k, group, q = np.array([[0, 1], [0, 2]]), np.array([0, 0, 1, 1, 2]), np.array([0.5, 0.3, 0.2])
+    eps = 1e-10
+    want = 0.5 * np.log(0.5 / 0.75) + 0.3 * np.log(0.3 / 0.25) + 0.2 * np.log((0.2 + eps) / eps)
+    # -0.2027 + 0.0547 + 0.2 ln(2e9) (= 4.2832): the never-recommended group dominates
+    assert want == pytest.approx(4.1352, abs=1e-3)
+    got = float(M.popularity_kl(top_k, group, q))
+    assert got == pytest.approx(want, rel=1e-4)
+    # the reverse direction ignores the missing group entirely: KL(P || Q) = 0.75 ln 1.5 + 0.25 ln(0.25/0.3)
+    reverse = 0.75 * np.log(0.75 / 0.5) + 0.25 * np.log(0.25 / 0.3)
+    assert reverse == pytest.approx(0.2585, abs=1e-3)
+    assert got - reverse > 3.5
+    # percent, the unit of MoRec's tables; unnormalised targets are normalised
+    assert float(M.popularity_kl(top_k, group, 10 * q, percent=True)) == pytest.approx(100 * want, rel=1e-4)
+    # a target group with Q = 0 contributes nothing, even when it is recommended
+    q0 = np.array([0.6, 0.4, 0.0])
+    p = np.array([0.75, 0.25])
+    assert float(M.popularity_kl(top_k, group, q0)) == pytest.approx(float(np.sum(q0[:2] * np.log(q0[:2] / p))),
+                                                                      rel=1e-5)
+    with pytest.raises(ValueError, match="target_distribution"):
+        M.popularity_kl(top_k, group, [[0.5, 0.5]])
 
 
 def test_cut_off_k_and_empty_groups():

@@ -4,7 +4,14 @@ from tfmtl.layers.embedding import FieldEmbedding
 from tfmtl.layers.esmm import ESMMHead
 from tfmtl.layers.experts import ExpertGates, MixtureOfExperts, mix_experts
 from tfmtl.layers.extraction import CGC, PLE
-from tfmtl.layers.fm import FactorizationMachine, FMFirstOrder, FMSecondOrder, bi_interaction, fm_second_order
+from tfmtl.layers.fm import (
+    FactorizationMachine,
+    FMFirstOrder,
+    FMSecondOrder,
+    SharedFactorizationMachine,
+    bi_interaction,
+    fm_second_order,
+)
 from tfmtl.layers.grouped import GroupedDense, GroupedMLP
 from tfmtl.layers.mlp import MLP
 from tfmtl.layers.towers import TaskTowers
@@ -22,6 +29,7 @@ __all__ = [
     "MLP",
     "MixtureOfExperts",
     "PLE",
+    "SharedFactorizationMachine",
     "TaskTowers",
     "bi_interaction",
     "fm_second_order",

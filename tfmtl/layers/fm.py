@@ -1,6 +1,11 @@
 """Factorization-machine terms (DeepFM): first order and second-order cross.
 
 y_FM = w0 + sum_i w_i + <w_dense, x_dense>  +  0.5 * sum_k[(sum_i v_ik)^2 - sum_i v_ik^2]
+
+:class:`SharedFactorizationMachine` is DeepFM's FM as the FSMD paper keeps it: one FM over
+all fields, dense features included, the same term for every task.
+:class:`FactorizationMachine` is tfmtl's per-task variant (own first-order weights and
+learned cross weights per task, dense features in the linear part only).
 """
 
 from __future__ import annotations
@@ -117,3 +122,63 @@ class FactorizationMachine(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "field_sizes": self.field_sizes, "num_outputs": self.num_outputs}
+
+
+@register
+class SharedFactorizationMachine(keras.layers.Layer):
+    """DeepFM's FM over all fields, dense features included, one term shared by every task.
+
+    Every dense column ``j`` is a field whose latent vector is ``x_j * u_j`` (DeepFM: a
+    feature's vector scaled by its value), so with ``e = [v_1..v_F, x_1 u_1..x_N u_N]``
+
+        y = b + sum_i w_{id_i} + <w_dense, x> + sum_{a<b} <e_a, e_b>
+
+    and the output repeats ``y`` for the ``num_outputs`` tasks (FSMD keeps DeepFM's FM
+    part unchanged and shares it; the tasks differ only through their deep parts).
+
+    Inputs: ``[ids, dense, embeddings]`` (``int [batch, F]``, ``[batch, N]``,
+    ``[batch, F, D]``; ``N`` may be 0). Output: ``[batch, num_outputs]``, equal columns.
+
+    Args:
+      field_sizes: vocabulary size of each embedded field.
+      num_outputs: how many (identical) task columns to return.
+      dense_initializer: initializer of the dense features' latent vectors ``u_j`` (default:
+        ``"uniform"``, U(-0.05, 0.05), as the field embeddings; with Glorot's larger start the
+        cross terms of outlying z-scores swamp the logit early: census Base, 3000 rows,
+        5 epochs, income AUC 0.77 against 0.91).
+
+    Example:
+
+    >>> fm = SharedFactorizationMachine(field_sizes=[3, 2], num_outputs=2)
+    >>> fm([tf.constant([[1, 0]]), tf.zeros([1, 0]), tf.ones([1, 2, 4])]).numpy().tolist()
+    [[4.0, 4.0]]
+    """
+
+    def __init__(self, field_sizes: Sequence[int], num_outputs: int = 1, dense_initializer="uniform",
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.field_sizes = [int(s) for s in field_sizes]
+        self.num_outputs = int(num_outputs)
+        if self.num_outputs < 1:
+            raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
+        self.dense_initializer = keras.initializers.get(dense_initializer)
+        self.first_order = FMFirstOrder(self.field_sizes, units=1)
+        self.cross = FMSecondOrder(reduce=True)
+
+    def build(self, input_shape):
+        dense_dim, embedding_dim = int(input_shape[1][-1]), int(input_shape[2][-1])
+        self.dense_vectors = self.add_weight(name="dense_vectors", shape=(dense_dim, embedding_dim),
+                                             initializer=self.dense_initializer)
+        super().build(input_shape)
+
+    def call(self, inputs) -> tf.Tensor:
+        ids, dense, embeddings = inputs
+        dense = tf.cast(dense, embeddings.dtype)
+        dense_fields = dense[:, :, None] * self.dense_vectors[None, :, :]  # [B, N, D]
+        cross = self.cross(tf.concat([embeddings, dense_fields], axis=1))
+        y = self.first_order([ids, dense]) + cross  # [B, 1]
+        return tf.tile(y, [1, self.num_outputs])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "field_sizes": self.field_sizes, "num_outputs": self.num_outputs,
+                "dense_initializer": keras.initializers.serialize(self.dense_initializer)}

@@ -19,11 +19,25 @@ import tensorflow as tf
 
 from tfmtl._keras import keras, without_autograph
 from tfmtl.features import FeaturePreprocessing, FeatureSpec, SpecError, dataframe_to_dataset, feature_inputs
-from tfmtl.layers import ESMMHead, FactorizationMachine, FieldEmbedding
+from tfmtl.layers import ESMMHead, FactorizationMachine, FieldEmbedding, SharedFactorizationMachine
 from tfmtl.optimizers import default_optimizer
 
 ESMM_OUTPUTS = ("ctr", "cvr", "ctcvr")
 DEFAULT_BATCH_SIZE = 256
+
+
+FM_MODES = ("shared", "per_task")
+
+
+def _fm_mode(fm) -> str | None:
+    """``fm`` argument -> ``"shared"``, ``"per_task"`` or ``None`` (``True`` means ``"per_task"``)."""
+    if fm is None or fm is False:
+        return None
+    if fm is True:
+        return "per_task"
+    if fm in FM_MODES:
+        return fm
+    raise SpecError(f"fm must be False, True, 'shared' or 'per_task', got {fm!r}")
 
 
 class EncodedFeatures:
@@ -44,7 +58,12 @@ class MultiTaskModel(keras.Model):
       spec: the :class:`~tfmtl.features.FeatureSpec` (or its config dict).
       tasks: label names to predict (default: all labels of the spec). With the
         ESMM head: ``[click_label, click_and_conversion_label]``.
-      fm: add DeepFM's first- and second-order FM logits to every task.
+      fm: add DeepFM's FM logits to every task: ``"shared"`` (DeepFM's FM as the FSMD
+        paper keeps it: one FM over all fields, dense features included, the same term
+        for every task; :class:`~tfmtl.layers.SharedFactorizationMachine`),
+        ``"per_task"`` or ``True`` (tfmtl's variant: per-task first-order and cross
+        weights, dense features linear only; :class:`~tfmtl.layers.FactorizationMachine`),
+        ``False``/``None`` (no FM).
       encoded_inputs: take already-encoded inputs (TFX Transform output)
         instead of raw features.
       embeddings_regularizer: regulariser of the field embeddings (e.g. ``"l2"``).
@@ -52,7 +71,7 @@ class MultiTaskModel(keras.Model):
 
     esmm_head = False
 
-    def __init__(self, spec: FeatureSpec | Mapping, tasks: Sequence[str] | None = None, *, fm: bool = False,
+    def __init__(self, spec: FeatureSpec | Mapping, tasks: Sequence[str] | None = None, *, fm: bool | str = False,
                  encoded_inputs: bool = False, embeddings_regularizer=None, name: str | None = None,
                  **body_config: Any):
         spec = FeatureSpec.coerce(spec)
@@ -64,11 +83,13 @@ class MultiTaskModel(keras.Model):
         if clash:
             raise SpecError(f"{type(self).__name__}: extra inputs {clash} clash with feature inputs")
         inputs, features.extra = {**inputs, **extra}, extra
+        fm = _fm_mode(fm)
         logits = self.task_logits(features, len(tasks), **body_config)
         if fm:
             if features.embeddings is None:
-                raise SpecError("fm=True needs at least one embedded field in the spec")
-            fm_logits = FactorizationMachine(spec.field_sizes, len(tasks), name="fm")(
+                raise SpecError(f"fm={fm!r} needs at least one embedded field in the spec")
+            layer = SharedFactorizationMachine if fm == "shared" else FactorizationMachine
+            fm_logits = layer(spec.field_sizes, len(tasks), name="fm")(
                 [features.ids, features.dense, features.embeddings])
             logits = keras.layers.Add(name="fm_plus_deep")([logits, fm_logits])
         outputs = self._head(logits, tasks)

@@ -1,5 +1,9 @@
 """The FSMD family: DeepFM's FM term stacked on multi-task bodies.
 
+The FM is the paper's by default (``fm="shared"``): DeepFM's FM part unchanged, one FM
+over all fields with the dense features included, the same term for every task.
+``fm="per_task"`` is tfmtl's variant (per-task first-order and cross weights).
+
 - ``Base``: FM + shared bottom.
 - ``FG``: FM + MMoE gates per task.
 - ``FS``: FM + PLE (multi-level shared and task experts).
@@ -16,14 +20,17 @@ from tfmtl.models.shared_bottom import SharedBottom
 
 
 def _with_fm(kwargs: dict) -> dict:
-    kwargs.pop("fm", None)  # fixed by the family; present when rebuilt from a config
-    return {**kwargs, "fm": True}
+    fm = kwargs.pop("fm", "shared")
+    if fm is None or fm is False:
+        raise ValueError("the FSMD family always has an FM: fm must be 'shared' (the paper's) or 'per_task'")
+    return {**kwargs, "fm": fm}
 
 
 @register_model("base")
 @register
 class Base(SharedBottom):
-    """FSMD's Base: DeepFM + shared bottom. Arguments as :class:`SharedBottom`."""
+    """FSMD's Base: DeepFM + shared bottom. Arguments as :class:`SharedBottom`, plus ``fm``
+    (``"shared"``, the paper's, default; or ``"per_task"``)."""
 
     def __init__(self, spec, tasks=None, **kwargs):
         super().__init__(spec, tasks, **_with_fm(kwargs))
@@ -56,8 +63,8 @@ class FSMD(FS):
 
     >>> from tfmtl.datasets import synthetic
     >>> df, spec = synthetic.funnel_frame(300)
-    >>> FSMD(spec, tasks=["click", "conversion"], expert_units=[8], tower_units=[4]).output_names
-    ['ctr', 'cvr', 'ctcvr']
+    >>> sorted(FSMD(spec, tasks=["click", "conversion"], expert_units=[8], tower_units=[4]).output_names)
+    ['ctcvr', 'ctr', 'cvr']
     """
 
     esmm_head = True

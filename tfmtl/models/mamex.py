@@ -88,7 +88,8 @@ class MAMEX(MultiTaskModel):
       load_balance_weight: weight of each modality MoE's load-balance loss.
       fusion: ``"gate"`` (MAMEX), ``"mean"`` or ``"concat"``.
       gate_units: hidden widths of the modality gate's per-modality scorer.
-      gate_context: condition the modality gate on the user vector.
+      gate_context: condition the modality gate on the user vector too (tfmtl's variant;
+        the paper's gate scores each modality from the item content only: :meth:`paper`).
       balance_weight: weight of the modality-balance regulariser.
       modality_dropout: training-time rate of hiding a present modality.
       text_embedding_dim: token embedding width of text modalities.
@@ -126,6 +127,27 @@ class MAMEX(MultiTaskModel):
                          balance_weight=balance_weight, modality_dropout=modality_dropout,
                          text_embedding_dim=text_embedding_dim, user_units=list(user_units),
                          tower_units=list(tower_units), dropout=dropout, **kwargs)
+
+    @classmethod
+    def paper(cls, spec, tasks: Sequence[str] | None = None, *, modalities: Sequence[Mapping],
+              **kwargs) -> MAMEX:
+        """MAMEX as the paper defines it (arXiv 2508.08042): the modality gate "adaptively
+        weights the contribution of each modality based on its content characteristics", so
+        its scores come from the modality embeddings alone (``gate_context=False``), after
+        per-modality MoEs with a sparse top-k gate (``top_k=2``), ``fusion="gate"``.
+        Other arguments as the constructor; the user-conditioned gate is ``gate_context=True``.
+
+        >>> from tfmtl.datasets import synthetic_domains
+        >>> df, spec, columns = synthetic_domains.multimodal_frame(100)
+        >>> MAMEX.paper(spec, modalities=modality_specs(columns), units=8).get_config()["gate_context"]
+        False
+        """
+        for key, value in (("gate_context", False), ("fusion", "gate")):
+            if kwargs.get(key, value) != value:
+                raise ValueError(f"MAMEX.paper fixes {key}={value!r}; use MAMEX(...) for other settings")
+            kwargs[key] = value
+        kwargs.setdefault("top_k", 2)
+        return cls(spec, tasks, modalities=modalities, **kwargs)
 
     def extra_inputs(self, *, modalities, **_) -> dict:
         inputs = {}

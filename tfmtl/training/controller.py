@@ -33,7 +33,12 @@ import tensorflow as tf
 
 from tfmtl._keras import keras, register
 
-__all__ = ["PIDState", "pid_step", "PIDController"]
+__all__ = ["PIDState", "pid_step", "PIDController", "MOREC_KP", "MOREC_KI"]
+
+# MoRec (Huang et al., WWW 2024) section 4.1.4: Kp = 0.01, Ki = 0.001 (also the official code's
+# defaults, microsoft/UniRec unirec/config/base.yaml ``morec_K_p`` / ``morec_K_i``).
+MOREC_KP = 0.01
+MOREC_KI = 0.001
 
 
 class PIDState(NamedTuple):
@@ -143,6 +148,47 @@ class PIDController(keras.layers.Layer):
         # The state does not depend on any input shape: build now, so the variables exist
         # (inside the caller's strategy scope) before any traced/XLA step touches them.
         self.build(None)
+
+    @classmethod
+    def morec(cls, set_point: float, alpha_min: float, alpha_max: float | None = None, **kwargs) -> PIDController:
+        """MoRec's objective coordinator, Eq. 14, with the paper's gains (section 4.1.4):
+
+            alpha_acc(t) = Kp / (1 + exp(e(t))) - Ki * sum_{s<=t} e(s) + alpha_min,
+            e(t) = L_expected - L_acc(t),   Kp = 0.01, Ki = 0.001, no D term.
+
+        Args:
+          set_point: the expected accuracy loss ``L_expected`` (MoRec: per data set and
+            backbone, the loss the pretrained single-objective model reaches).
+          alpha_min: the weight's floor (Eq. 14's ``alpha_min``; the official code's
+            ``morec_beta_min``, which it also uses as a lower clamp, as done here).
+          alpha_max: optional upper clamp (the official code's ``morec_beta_max``).
+          **kwargs: other :class:`PIDController` arguments (e.g. ``name``).
+
+        >>> c = PIDController.morec(set_point=0.5, alpha_min=0.2)
+        >>> round(float(c.update(0.7)), 6)    # 0.01 / (1 + e^-0.2) + 0.001 * 0.2 + 0.2
+        0.205698
+        """
+        for key in ("kp", "ki", "kd", "sigmoid_p", "q_min"):
+            if key in kwargs:
+                raise ValueError(f"PIDController.morec fixes {key!r} to the paper's value; "
+                                 "build PIDController(...) directly to change it")
+        return cls(set_point=set_point, kp=MOREC_KP, ki=MOREC_KI, kd=0.0, q_min=alpha_min, sigmoid_p=True,
+                   output_max=alpha_max, **kwargs)
+
+    @classmethod
+    def linear(cls, set_point: float, kp: float = 100.0, ki: float = 2.0, q_min: float = 1.0,
+               **kwargs) -> PIDController:
+        """tfmtl's variant (not the paper's): a linear P term ``-Kp * e`` around ``q_min``.
+
+        MoRec's sigmoid P term moves by at most ``Kp / 4`` per unit of error (0.0025 with the
+        paper's ``Kp``), so with losses that sit within a few percent of their set point the
+        weight is ``alpha_min + Kp/2`` almost throughout; the linear term with a large ``Kp``
+        reacts to those small errors. Defaults are the README census recipe's.
+
+        >>> round(float(PIDController.linear(set_point=0.12).update(0.13)), 4)   # 1 + 100*0.01 + 2*0.01
+        2.02
+        """
+        return cls(set_point=set_point, kp=kp, ki=ki, q_min=q_min, sigmoid_p=False, **kwargs)
 
     def build(self, input_shape=None):
         def state(name, value, dtype="float32"):

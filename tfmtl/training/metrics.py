@@ -9,8 +9,9 @@ the held-out items ``target_ids [Q]``:
 * ``rhit@K``: revenue hit, ``mean_q hit_q * price[target_q]`` (price-weighted hit);
 * ``min_hit@K``: least misery, the lowest hit@K over item groups (queries grouped by
   their target's group; empty groups ignored);
-* ``pop_kl@K``: ``KL(P || Q)`` between the popularity-group distribution ``P`` of all
-  recommended items and a target distribution ``Q`` (lower is better).
+* ``pop_kl@K``: MoRec's Eq. 9, ``D_KL(Q || P) = sum_g Q_g log(Q_g / P_g)``, ``Q`` the target
+  popularity-group distribution (the training data's), ``P`` that of all recommended
+  items (lower is better; MoRec's tables print it x100, ``percent=True``).
 
 A run is *valid* when its hit@K is at least 97% of the base model's
 (:func:`is_valid`); ``Imp`` is the mean relative improvement over the base
@@ -160,18 +161,35 @@ def popularity_distribution(top_k_ids, item_group, num_groups: int, k: int | Non
 
 
 def popularity_kl(top_k_ids, item_group, target_distribution, k: int | None = None,
-                  epsilon: float = 1e-10) -> tf.Tensor:
-    """Pop-KL@K: ``sum_g P_g log(P_g / Q_g)``, ``P`` from the lists, ``Q`` the (normalised) target.
+                  epsilon: float = 1e-10, percent: bool = False) -> tf.Tensor:
+    """Pop-KL@K, MoRec's Eq. 9: ``D_KL(Q || P) = sum_g Q_g log(Q_g / P_g)``.
+
+    ``Q`` is the (normalised) target distribution over popularity groups (MoRec: the
+    training data's), ``P`` the share of each group among all recommended items. The
+    direction matters: a target group that is never recommended (``P_g = 0 < Q_g``)
+    costs ``Q_g log(Q_g / epsilon)``, a large penalty, where ``KL(P || Q)`` would ignore it.
+    As in the official MoRec code (microsoft/UniRec ``cal_popkl_metric``), ``epsilon`` is
+    added to both distributions; groups with ``Q_g = 0`` contribute 0.
+
+    Args:
+      top_k_ids: ``[Q, K]`` recommended item ids.
+      item_group: ``[I]`` popularity group of each item id.
+      target_distribution: ``[G]`` target weights ``Q`` (normalised here).
+      k: cut-off (default: the whole list).
+      epsilon: smoothing of ``P`` and ``Q`` inside the log.
+      percent: return ``100 * KL`` (the unit of MoRec's tables, e.g. 142.54).
 
     >>> round(float(popularity_kl([[0, 1], [0, 2]], item_group=[0, 1, 1], target_distribution=[0.5, 0.5])), 6)
     0.0
     """
     target = tf.convert_to_tensor(target_distribution, tf.float32)
+    if target.shape.rank != 1:
+        raise ValueError(f"target_distribution must be 1-D [num_groups], got shape {target.shape}")
     target = target / tf.reduce_sum(target)
     p = popularity_distribution(top_k_ids, item_group, int(target.shape[0]), k)
-    # 0 * log 0 = 0; epsilon only guards Q_g = 0.
-    terms = tf.where(p > 0, p * tf.math.log((p + epsilon) / (target + epsilon)), 0.0)
-    return tf.reduce_sum(terms)
+    terms = tf.where(target > 0, target * tf.math.log((target + epsilon) / (p + epsilon)), 0.0)
+    kl = tf.reduce_sum(terms)
+    return 100.0 * kl if percent else kl
 
 
 # ----------------------------------------------------------------- reports

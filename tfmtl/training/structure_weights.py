@@ -35,7 +35,10 @@ class BilevelStructureFit:
         """
         callbacks = list(callbacks or [])
         if self.structure_update == "bilevel" and not any(isinstance(c, StructureWeightUpdate) for c in callbacks):
-            data = next(d for d in (structure_data, validation_data, x) if d is not None)
+            # "train": the official M3oE code's step takes a training batch.
+            sources = ((structure_data, x) if getattr(self, "structure_batches", "validation") == "train"
+                       else (structure_data, validation_data, x))
+            data = next(d for d in sources if d is not None)
             # Reused across fit() calls on the same data: the structure optimizer keeps its state
             # and its step is traced once (fitting epoch by epoch is common).
             previous = getattr(self, "_structure_callback", None)
@@ -51,7 +54,8 @@ class BilevelStructureFit:
 class StructureWeightUpdate(keras.callbacks.Callback):
     """First-order DARTS step on a model's structure weights, with an optimizer of their own.
 
-    Every ``every_n_batches`` training batches: one batch from ``data``, the
+    Every ``every_n_batches`` training batches (or, with ``every_n_batches="epoch"``, at the
+    end of every epoch, as the official M3oE code): one batch from ``data``, the
     summed binary cross-entropy of the model's trained outputs (inference mode,
     so batch-norm statistics are left alone) and one optimizer step on
     ``model.structure_weights`` only.
@@ -64,13 +68,13 @@ class StructureWeightUpdate(keras.callbacks.Callback):
       batch_size: batch size for a DataFrame.
     """
 
-    def __init__(self, data, learning_rate: float = 1e-3, every_n_batches: int = 10,
+    def __init__(self, data, learning_rate: float = 1e-3, every_n_batches: int | str = 10,
                  optimizer: keras.optimizers.Optimizer | None = None, batch_size: int = 1024, seed: int | None = None):
         super().__init__()
-        if every_n_batches < 1:
-            raise ValueError(f"every_n_batches must be >= 1, got {every_n_batches}")
+        if every_n_batches != "epoch" and (isinstance(every_n_batches, str) or every_n_batches < 1):
+            raise ValueError(f"every_n_batches must be >= 1 or 'epoch', got {every_n_batches!r}")
         self.data = data
-        self.every_n_batches = int(every_n_batches)
+        self.every_n_batches = every_n_batches if every_n_batches == "epoch" else int(every_n_batches)
         self.optimizer = optimizer or keras.optimizers.Adam(learning_rate)
         self.batch_size = batch_size
         self.seed = seed
@@ -100,7 +104,12 @@ class StructureWeightUpdate(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
-        if self._batches % self.every_n_batches == 0:
+        if self.every_n_batches != "epoch" and self._batches % self.every_n_batches == 0:
+            self._update(next(self._iterator))
+            self.steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every_n_batches == "epoch":
             self._update(next(self._iterator))
             self.steps += 1
 

@@ -165,6 +165,27 @@ class PIDWeighting(Weighting):
         self.preferences = None if preferences is None else {str(k): float(v) for k, v in preferences.items()}
         self.auxiliary_scale = float(auxiliary_scale)
 
+    @classmethod
+    def morec(cls, accuracy_objective: str, set_point: float, preferences: Mapping[str, float] | None = None, *,
+              alpha_min: float, alpha_max: float | None = None, **kwargs) -> PIDWeighting:
+        """MoRec's objective coordinator as the paper defines it.
+
+        Eq. 13: every non-accuracy objective's weight is its preference, ``q_obj = p_obj``
+        (``auxiliary_scale = 1``); Eq. 14: the accuracy weight comes from
+        :meth:`PIDController.morec` (``Kp = 0.01``, ``Ki = 0.001``, sigmoid P, ``+ alpha_min``).
+        The official code additionally multiplies the auxiliary losses by ``lambda = 0.2``
+        (``morec_lambda``); pass ``auxiliary_scale=0.2`` for that.
+
+        >>> w = PIDWeighting.morec("ctr", set_point=0.5, preferences={"revenue": 0.3, "fair": 0.7}, alpha_min=0.2)
+        >>> w.build({"ctr": [], "revenue": [], "fair": []})
+        >>> q = w({"ctr": tf.constant(0.7), "revenue": tf.constant(1.0), "fair": tf.constant(1.0)}, training=True)
+        >>> [round(float(q[k]), 6) for k in ("ctr", "revenue", "fair")]
+        [0.205698, 0.3, 0.7]
+        """
+        controller = PIDController.morec(set_point, alpha_min=alpha_min, alpha_max=alpha_max)
+        kwargs.setdefault("auxiliary_scale", 1.0)
+        return cls(accuracy_objective, controller, preferences=preferences, **kwargs)
+
     def build(self, input_shape):
         super().build(input_shape)
         if self.accuracy_objective not in self.objectives:

@@ -67,12 +67,14 @@ class M3oEExperts(keras.layers.Layer):
 
     def __init__(self, num_domains: int, num_tasks: int, num_experts: int, expert_units: Sequence[int],
                  gate_units: Sequence[int] = (), structure_trainable: bool = True, structure_init: float = 1.0,
-                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0, **kwargs):
+                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0,
+                 stop_gate_gradient: bool = False, **kwargs):
         super().__init__(**kwargs)
         check_arguments("M3oEExperts", counts=dict(num_domains=num_domains, num_tasks=num_tasks,
                                                    num_experts=num_experts),
                         units=dict(expert_units=expert_units), optional_units=dict(gate_units=gate_units),
                         rates=dict(dropout=dropout))
+        self.stop_gate_gradient = bool(stop_gate_gradient)
         self.num_domains = int(num_domains)
         self.num_tasks = int(num_tasks)
         self.num_experts = int(num_experts)
@@ -85,7 +87,7 @@ class M3oEExperts(keras.layers.Layer):
         self.dropout = float(dropout)
         common = dict(activation=activation, batch_norm=batch_norm, dropout=dropout)
         self.shared = DomainExpertMixing(self.num_domains, self.num_tasks, self.num_experts, self.expert_units,
-                                         self.gate_units, **common)
+                                         self.gate_units, stop_gate_gradient=self.stop_gate_gradient, **common)
         self.domain_experts = GroupedMLP(self.num_domains, self.expert_units, **common)
         self.task_experts = GroupedMLP(self.num_tasks, self.expert_units, **common)
 
@@ -120,7 +122,8 @@ class M3oEExperts(keras.layers.Layer):
         return {**super().get_config(), "num_domains": self.num_domains, "num_tasks": self.num_tasks,
                 "num_experts": self.num_experts, "expert_units": self.expert_units, "gate_units": self.gate_units,
                 "structure_trainable": self.structure_trainable, "structure_init": self.structure_init,
-                "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout}
+                "activation": self.activation, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                "stop_gate_gradient": self.stop_gate_gradient}
 
 
 __all__ = ["STRUCTURE_NAMES", "M3oEExperts"]
