@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -105,16 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from serving.config import ConfigError
+    from serving.net import listen_socket
 
     try:
         app = build_app(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sock = socket.socket(socket.AF_INET6 if ":" in args.rest_api_host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.rest_api_host, args.rest_api_port))
+        sock = listen_socket(args.rest_api_host, args.rest_api_port)
     except OSError as e:
         print(f"error: cannot listen on {args.rest_api_host}:{args.rest_api_port}: {e}", file=sys.stderr)
         return 2
