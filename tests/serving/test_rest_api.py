@@ -1,6 +1,7 @@
 """The REST API over Starlette's TestClient: every endpoint and status, answers equal to in-process calls."""
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -263,3 +264,17 @@ def test_non_finite_outputs_are_written_as_tf_serving_does(app_client):
     big = float(np.finfo(np.float32).max)
     response = app_client.post("/v1/models/single:predict", json={"instances": [[0.0, 0.0, big]]})
     assert response.status_code == 200 and response.json()["predictions"] == [float("inf")]
+
+
+def test_gzip_and_deflate_request_bodies(app_client):
+    import gzip
+    import zlib
+
+    body = json.dumps({"instances": [[1.0, 2.0, 3.0]]}).encode()
+    for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = app_client.post("/v1/models/single:predict", content=data,
+                                   headers={"content-type": "application/json", "content-encoding": encoding})
+        assert response.status_code == 200 and response.json() == {"predictions": [4.75]}, response.text
+    bomb = gzip.compress(b" " * (MAX_REQUEST_BYTES + 10))  # small on the wire, over the limit inflated
+    response = app_client.post("/v1/models/single:predict", content=bomb, headers={"content-encoding": "gzip"})
+    assert response.status_code == 413 and "inflated" in response.json()["error"]
