@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from serving import codec, urls
 from serving.batching import BatchingOptions
-from serving.errors import DeadlineExceeded, Internal, InvalidArgument, PayloadTooLarge, ServingError, Unimplemented
+from serving.errors import DeadlineExceeded, Internal, InvalidArgument, PayloadTooLarge, ServingError
 from serving.limits import ConcurrencyLimiter
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -41,7 +41,7 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
                metrics: ServingMetrics | None = None, worker_threads: int = 0,
-               timeout_ms: int = 0) -> Starlette:
+               timeout_ms: int = 0, metrics_path: str = METRICS_PATH) -> Starlette:
     """Build the app. Its lifespan starts the manager (loading models) and stops it on shutdown.
 
     ``worker_threads`` > 0 resizes the thread pool that runs the models (anyio's default is 40).
@@ -57,7 +57,7 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
         started = time.perf_counter()
         api, model = "unknown", "-"
         try:
-            path = urls.parse_model_path(request.scope.get("raw_path") or request.url.path)
+            path = urls.parse_model_path(request.scope.get("raw_path") or request.url.path, request.method)
             api = path.endpoint
             # Unknown names never become metric labels (unbounded cardinality).
             model = path.name if path.name in manager.model_names() else "-"
@@ -74,12 +74,11 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
 
     async def _dispatch(request: Request, path: urls.ModelPath) -> Any:
         if path.endpoint in (urls.STATUS, urls.METADATA):
-            _require_method(request, "GET")
+            if request.method != "GET":
+                raise urls.malformed(request.method, request.url.path)
             return service.status(path) if path.endpoint == urls.STATUS else service.metadata(path)
-        if path.endpoint not in urls.INFERENCE_VERBS:
-            raise Unimplemented(f"method ':{path.endpoint}' is not implemented; supported methods: "
-                                f"{', '.join(':' + v for v in urls.INFERENCE_VERBS)}")
-        _require_method(request, "POST")
+        if path.endpoint not in urls.INFERENCE_VERBS or request.method != "POST":
+            raise urls.malformed(request.method, request.url.path)
         raw = await read_body(request, max_request_bytes)
         encoding = request.headers.get("content-encoding", "")
         operation = getattr(service, path.endpoint)
@@ -99,8 +98,8 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        # Starlette's own 404/405 for paths outside /v1/models, in the API's error shape.
-        return _json_response({"error": exc.detail}, exc.status_code, headers=exc.headers)
+        # Any other path or method: TF Serving's 400 "Malformed request".
+        return error_response(urls.malformed(request.method, request.url.path))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -115,8 +114,8 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
 
     app = Starlette(
         routes=[
-            Route("/v1/models/{rest:path}", models_endpoint, methods=["GET", "POST"]),
-            Route(METRICS_PATH, metrics_endpoint, methods=["GET"]),
+            Route(metrics_path, metrics_endpoint, methods=["GET"]),
+            Route("/{rest:path}", models_endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
@@ -126,23 +125,6 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
     app.state.limiter = limiter
     app.state.metrics = metrics
     return app
-
-
-class _MethodNotAllowed(ServingError):
-    code = "INVALID_ARGUMENT"
-
-    def __init__(self, message: str, allowed: str):
-        super().__init__(message)
-        self.allowed = allowed
-
-    @property
-    def http_status(self) -> int:
-        return 405
-
-
-def _require_method(request: Request, method: str) -> None:
-    if request.method != method:
-        raise _MethodNotAllowed(f"{request.method} is not allowed here; use {method}", method)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -201,8 +183,7 @@ def parse_json_body(raw: bytes, encoding: str = "", limit: int = DEFAULT_MAX_REQ
 
 
 def error_response(error: ServingError) -> Response:
-    headers = {"Allow": error.allowed} if isinstance(error, _MethodNotAllowed) else None
-    return _json_response({"error": error.message}, error.http_status, headers=headers)
+    return _json_response({"error": error.message}, error.http_status)
 
 
 def _json_response(content: Any, status: int, headers: dict | None = None) -> Response:
