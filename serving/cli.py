@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     tf_serving = parser.add_argument_group(
         "other tensorflow_model_server flags (accepted so launch scripts run; tuning of TF Serving's C++ "
         "runtime with no effect here)")
-    tf_serving.add_argument("--port", type=int, default=8500,
-                            help="TF Serving's gRPC port; this server has no gRPC endpoint and does not open it")
+    models.add_argument("--port", type=int, default=8500,
+                        help="gRPC port (PredictionService, ModelService); 0 picks a free port, -1 opens none "
+                             "(default: %(default)s)")
     for flag in _ACCEPTED_TUNING_FLAGS:
         tf_serving.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
     for flag in _ACCEPTED_BOOL_FLAGS:
@@ -210,13 +211,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"error: cannot listen on {args.rest_api_host}:{args.rest_api_port}: {e}", file=sys.stderr)
         return 2
+    grpc_server = None
+    if args.port >= 0:
+        from serving.grpc_server import start_grpc_server
+
+        try:
+            grpc_server, grpc_port = start_grpc_server(app.state.manager, app.state.service, args.rest_api_host,
+                                                       args.port)
+        except OSError as e:
+            print(f"error: gRPC: {e}", file=sys.stderr)
+            sock.close()
+            return 2
+        logger.info("gRPC API at %s:%d (PredictionService, ModelService)", args.rest_api_host, grpc_port)
     host, port = sock.getsockname()[:2]
     logger.info("REST API at http://%s:%d/v1/models/... (metrics at /monitoring/prometheus/metrics)",
                 host if ":" not in host else f"[{host}]", port)
     server = uvicorn.Server(uvicorn.Config(
         app, log_level=args.log_level.lower(), access_log=False, lifespan="on",
         timeout_graceful_shutdown=args.graceful_shutdown_seconds))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(args.graceful_shutdown_seconds).wait()
     return 0 if server.started else 1
 
 

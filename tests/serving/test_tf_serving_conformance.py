@@ -37,7 +37,7 @@ def server(tmp_path_factory):
 """)
     monitoring = root / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
-    command = [sys.executable, "-m", "serving", "--port=8500", "--rest_api_port=0", f"--model_config_file={config}",
+    command = [sys.executable, "-m", "serving", "--port=0", "--rest_api_port=0", f"--model_config_file={config}",
                "--model_config_file_poll_wait_seconds=60", "--enable_batching=false", "--enable_model_warmup",
                "--rest_api_timeout_in_ms=30000", "--saved_model_tags=serve", f"--monitoring_config_file={monitoring}",
                "--rest_api_num_threads=8", "--tensorflow_intra_op_parallelism=1", "--file_system_poll_wait_seconds=0"]
@@ -54,7 +54,10 @@ def server(tmp_path_factory):
                 url = found[0]
             time.sleep(0.1)
         assert url, "".join(lines)
+        grpc_port = [m.group(1) for line in lines for m in [re.search(r"gRPC API at 127.0.0.1:(\d+)", line)] if m]
+        assert grpc_port, "".join(lines)
         with httpx.Client(base_url=url, timeout=30) as client:
+            client.grpc_target = f"127.0.0.1:{grpc_port[0]}"
             yield client, lines
     finally:
         process.terminate()
@@ -161,3 +164,83 @@ def test_start_up_is_quiet(server):
     log = "".join(lines)
     for noise in ("Traceback", "FutureWarning", "DeprecationWarning", "cuda", "CUDA", "is deprecated"):
         assert noise not in log, log
+
+
+# ------------------------------------------------------------------ gRPC, with TF Serving's own client stubs
+
+
+@pytest.fixture(scope="module")
+def stubs(server):
+    import grpc
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    client, _ = server
+    with grpc.insecure_channel(client.grpc_target) as channel:
+        yield (prediction_service_pb2_grpc.PredictionServiceStub(channel),
+               model_service_pb2_grpc.ModelServiceStub(channel))
+
+
+def test_grpc_predict_as_tf_serving_clients_call_it(stubs):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    prediction, _ = stubs
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0], [2.0], [5.0]], dtype=tf.float32))
+    response = prediction.Predict(request, timeout=30)
+    assert tf.make_ndarray(response.outputs["y"]).tolist() == [[2.5], [3.0], [4.5]]
+    assert (response.model_spec.name, response.model_spec.version.value) == ("half_plus_two", 123)
+    request.model_spec.name = TWO_VERSIONS
+    request.model_spec.version_label = "Version_Label"
+    assert tf.make_ndarray(prediction.Predict(request, timeout=30).outputs["y"]).tolist() == [[2.5], [3.0], [4.5]]
+
+
+def test_grpc_classify_regress_metadata_and_status(stubs):
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_metadata_pb2,
+        get_model_status_pb2,
+        regression_pb2,
+    )
+
+    prediction, model = stubs
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = TWO_VERSIONS
+    request.model_spec.signature_name = "regress_x_to_y"
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.append(80.0)
+    assert [r.value for r in prediction.Regress(request, timeout=30).result.regressions] == [42.0]
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = TWO_VERSIONS
+    request.model_spec.signature_name = "classify_x_to_y"
+    request.input.example_list.examples.add().features.feature["x"].float_list.value.append(20.0)
+    result = prediction.Classify(request, timeout=30).result.classifications[0].classes[0]
+    assert (result.label, result.score) == ("", 12.0)
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "half_plus_three"
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    prediction.GetModelMetadata(request, timeout=30).metadata["signature_def"].Unpack(signature_map)
+    assert "serving_default" in signature_map.signature_def
+    status = model.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(
+        model_spec={"name": "half_plus_three"}), timeout=30)
+    assert [(s.version, s.state) for s in status.model_version_status] == [(123, 30)]  # 30: AVAILABLE
+
+
+def test_grpc_errors_carry_tf_serving_codes(stubs):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    prediction, _ = stubs
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "nope"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0]))
+    with pytest.raises(grpc.RpcError) as info:
+        prediction.Predict(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and "Servable not found" in info.value.details()
+    request.model_spec.name = "half_plus_two"
+    request.model_spec.version_label = "beta"
+    with pytest.raises(grpc.RpcError) as info:
+        prediction.Predict(request, timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
