@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from serving.config import ConfigError
-    from serving.net import listen_socket
+    from serving.net import http_protocol, listen_socket
 
     try:
         app = build_app(args)
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("REST API at http://%s:%d/v1/models/... (metrics at /monitoring/prometheus/metrics)",
                 host if ":" not in host else f"[{host}]", port)
     server = uvicorn.Server(uvicorn.Config(
-        app, log_level=args.log_level.lower(), access_log=False, lifespan="on",
+        app, log_level=args.log_level.lower(), access_log=False, lifespan="on", http=http_protocol(),
         timeout_graceful_shutdown=args.graceful_shutdown_seconds))
     try:
         server.run(sockets=[sock])

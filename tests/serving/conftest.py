@@ -28,7 +28,7 @@ from tensorflow_serving.apis import (
 from serving import config as config_lib
 from serving.app import create_app
 from serving.manager import ModelManager
-from serving.net import listen_socket
+from serving.net import http_protocol, listen_socket
 
 MAX_REQUEST_BYTES = 1_000_000
 CLASSIFY = "tensorflow/serving/classify"
@@ -238,7 +238,8 @@ def running_server(app, *, timeout: float = 60.0):
 
     sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                           http=http_protocol()))
     app.state.uvicorn_server = server  # tests inspect its live connections
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -45,7 +45,7 @@ def test_server_process_serves_and_stops_gracefully_on_sigterm(zoo, tmp_path):
     base = str(tmp_path / "single")
     install(zoo["single"], base, 1)
     command = [sys.executable, "-m", "serving", "--model_name=single", f"--model_base_path={base}",
-               "--rest_api_port=0", "--file_system_poll_wait_seconds=0", "--log_level=INFO"]
+               "--rest_api_port=0", "--port=-1", "--file_system_poll_wait_seconds=0", "--log_level=INFO"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     lines = []

@@ -169,5 +169,36 @@ def test_keep_alive_connections_have_nagle_off(live):
         sockets = [t.get_extra_info("socket") for t in transports if t is not None]
         assert sockets
         assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+        # http.client sends a POST's head and body in two writes (Nagle on): the server must ACK the
+        # head at once or the body waits for its delayed ACK.
+        connections = app.state.uvicorn_server.server_state.connections
+        assert all(type(c).__name__ == "QuickAckH11Protocol" for c in connections)
     finally:
         conn.close()
+
+
+def test_quick_ack_is_set_on_every_received_chunk(monkeypatch):
+    import socket
+
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from serving.net import http_protocol
+
+    calls, received = [], []
+
+    class FakeSocket:
+        def setsockopt(self, *args):
+            calls.append(args)
+
+    class FakeTransport:
+        def get_extra_info(self, name):
+            return FakeSocket() if name == "socket" else None
+
+    monkeypatch.setattr(H11Protocol, "data_received", lambda self, data: received.append(data))
+    cls = http_protocol()
+    protocol = cls.__new__(cls)
+    protocol.transport = FakeTransport()
+    for chunk in (b"POST / HTTP/1.1\r\n", b"{}"):
+        protocol.data_received(chunk)
+    assert received == [b"POST / HTTP/1.1\r\n", b"{}"]
+    assert calls == [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)] * 2
