@@ -1,4 +1,4 @@
-"""``python -m serving``: a TF Serving-compatible REST model server.
+"""``python -m serving`` (``tfmtl-serving``): a drop-in for tensorflow_model_server (REST and gRPC).
 
 Flags share TF Serving's names where TF Serving has them::
 
@@ -26,7 +26,8 @@ logger = logging.getLogger("serving")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m serving",
-        description="Serve SavedModels over TF Serving's REST API (status, metadata, predict, classify, regress).")
+        description="Serve SavedModels over TF Serving's REST and gRPC APIs (status, metadata, predict, classify, "
+                    "regress).")
     models = parser.add_argument_group("models (TF Serving flags)")
     models.add_argument("--model_name", default="default",
                         help="name of the model served with --model_base_path (default: %(default)s)")
