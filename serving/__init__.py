@@ -1,17 +1,18 @@
-"""tfmtl serving: a TF Serving-compatible REST server for SavedModels, and its client.
+"""tfmtl serving: a TF Serving-compatible REST and gRPC server for SavedModels, and its client.
 
 The server loads SavedModels with TensorFlow alone (it never imports tfmtl), so
 it serves anything TF Serving serves: ``python -m serving --model_name=census
 --model_base_path=base/census``. Modules, one concept each:
 
 - :mod:`serving.config`: the ``ModelServerConfig`` text proto and version policies.
-- :mod:`serving.servable`: one loaded SavedModel version and its signatures.
+- :mod:`serving.servable`: one loaded SavedModel version (TF2, or TF1 in a Session) and its signatures.
 - :mod:`serving.warmup`: replay of ``assets.extra/tf_serving_warmup_requests``.
 - :mod:`serving.manager`: version discovery, polling, hot swap, labels, status.
 - :mod:`serving.batching`: server-side request batching.
 - :mod:`serving.codec`, :mod:`serving.examples`: JSON <-> tensors / tf.Examples.
 - :mod:`serving.service`: status, metadata, predict, classify, regress.
-- :mod:`serving.urls`, :mod:`serving.limits`, :mod:`serving.app`: the REST layer.
+- :mod:`serving.urls`, :mod:`serving.limits`, :mod:`serving.app`, :mod:`serving.net`: the REST layer.
+- :mod:`serving.grpc_server`: TF Serving's gRPC PredictionService and ModelService.
 - :mod:`serving.cli`: the ``python -m serving`` entry point.
 - :mod:`serving.client`: a small HTTP client (needs only httpx, not TensorFlow).
 

@@ -11,18 +11,20 @@ import contextlib
 import json
 import logging
 import time
+import zlib
 from typing import Any
 
 import anyio
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from serving import urls
+from serving import codec, urls
 from serving.batching import BatchingOptions
-from serving.errors import Internal, InvalidArgument, PayloadTooLarge, ServingError, Unimplemented
+from serving.errors import DeadlineExceeded, Internal, InvalidArgument, PayloadTooLarge, ServingError
 from serving.limits import ConcurrencyLimiter
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE, ServingMetrics
@@ -38,10 +40,13 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None,
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
-               metrics: ServingMetrics | None = None, worker_threads: int = 0) -> Starlette:
+               metrics: ServingMetrics | None = None, worker_threads: int = 0,
+               timeout_ms: int = 0, metrics_path: str = METRICS_PATH) -> Starlette:
     """Build the app. Its lifespan starts the manager (loading models) and stops it on shutdown.
 
     ``worker_threads`` > 0 resizes the thread pool that runs the models (anyio's default is 40).
+    ``timeout_ms`` > 0 answers an inference request that takes longer 504 (``--rest_api_timeout_in_ms``);
+    the model call itself cannot be interrupted and finishes in its thread.
     """
     metrics = metrics or ServingMetrics()
     manager.add_listener(metrics.on_model_event)
@@ -52,12 +57,13 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
         started = time.perf_counter()
         api, model = "unknown", "-"
         try:
-            path = urls.parse_model_path(request.scope.get("raw_path") or request.url.path)
+            path = urls.parse_model_path(request.scope.get("raw_path") or request.url.path, request.method)
             api = path.endpoint
             # Unknown names never become metric labels (unbounded cardinality).
             model = path.name if path.name in manager.model_names() else "-"
             result = await _dispatch(request, path)
-            response = _json_response(result, 200)
+            response = Response(result, status_code=200, media_type="application/json") \
+                if isinstance(result, bytes) else _json_response(result, 200)
         except ServingError as e:
             response = error_response(e)
         except Exception as e:
@@ -68,23 +74,32 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
 
     async def _dispatch(request: Request, path: urls.ModelPath) -> Any:
         if path.endpoint in (urls.STATUS, urls.METADATA):
-            _require_method(request, "GET")
+            if request.method != "GET":
+                raise urls.malformed(request.method, request.url.path)
             return service.status(path) if path.endpoint == urls.STATUS else service.metadata(path)
-        if path.endpoint not in urls.INFERENCE_VERBS:
-            raise Unimplemented(f"method ':{path.endpoint}' is not implemented; supported methods: "
-                                f"{', '.join(':' + v for v in urls.INFERENCE_VERBS)}")
-        _require_method(request, "POST")
-        body = await read_json_body(request, max_request_bytes)
+        if path.endpoint not in urls.INFERENCE_VERBS or request.method != "POST":
+            raise urls.malformed(request.method, request.url.path)
+        raw = await read_body(request, max_request_bytes)
+        encoding = request.headers.get("content-encoding", "")
+        operation = getattr(service, path.endpoint)
         with limiter.slot():
-            operation = getattr(service, path.endpoint)
-            return await anyio.to_thread.run_sync(operation, path, body)
+            # Decoding, the model call and encoding all run in one worker thread: a large body
+            # never blocks the event loop.
+            call = anyio.to_thread.run_sync(_handle, operation, path, raw, encoding, max_request_bytes,
+                                            abandon_on_cancel=timeout_ms > 0)
+            if timeout_ms <= 0:
+                return await call
+            with anyio.move_on_after(timeout_ms / 1000.0):
+                return await call
+            raise DeadlineExceeded("Deadline exceeded: the request took longer than --rest_api_timeout_in_ms="
+                                   f"{timeout_ms}")
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        # Starlette's own 404/405 for paths outside /v1/models, in the API's error shape.
-        return _json_response({"error": exc.detail}, exc.status_code, headers=exc.headers)
+        # Any other path or method: TF Serving's 400 "Malformed request".
+        return error_response(urls.malformed(request.method, request.url.path))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -99,8 +114,8 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
 
     app = Starlette(
         routes=[
-            Route("/v1/models/{rest:path}", models_endpoint, methods=["GET", "POST"]),
-            Route(METRICS_PATH, metrics_endpoint, methods=["GET"]),
+            Route(metrics_path, metrics_endpoint, methods=["GET"]),
+            Route("/{rest:path}", models_endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
@@ -112,25 +127,8 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
     return app
 
 
-class _MethodNotAllowed(ServingError):
-    code = "INVALID_ARGUMENT"
-
-    def __init__(self, message: str, allowed: str):
-        super().__init__(message)
-        self.allowed = allowed
-
-    @property
-    def http_status(self) -> int:
-        return 405
-
-
-def _require_method(request: Request, method: str) -> None:
-    if request.method != method:
-        raise _MethodNotAllowed(f"{request.method} is not allowed here; use {method}", method)
-
-
-async def read_json_body(request: Request, limit: int) -> Any:
-    """The request body as JSON, refusing bodies over ``limit`` bytes and NaN/Infinity literals."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw request body, refused (413) as soon as more than ``limit`` bytes arrive."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {int(declared)} bytes is over the {limit}-byte limit "
@@ -141,32 +139,52 @@ async def read_json_body(request: Request, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit (--max_request_bytes)")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def _handle(operation, path: urls.ModelPath, raw: bytes, encoding: str, limit: int) -> bytes:
+    return codec.dumps(operation(path, parse_json_body(raw, encoding, limit)))
+
+
+def parse_json_body(raw: bytes, encoding: str = "", limit: int = DEFAULT_MAX_REQUEST_BYTES) -> Any:
+    """A request body as JSON: gzip/deflate bodies inflated (at most ``limit`` bytes), NaN and Infinity accepted.
+
+    orjson parses it in one pass; the standard library parser is the fallback for
+    what orjson refuses and TF Serving (rapidjson with kParseNanAndInfFlag) accepts:
+    NaN/Infinity literals and integers beyond 64 bits.
+    """
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "deflate"):
+        inflater = zlib.decompressobj(wbits=47 if encoding == "gzip" else 15)
+        try:
+            raw = inflater.decompress(raw, limit + 1)
+        except zlib.error as e:
+            raise InvalidArgument(f"request body is not valid {encoding} data: {e}") from None
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"inflated request body is over the {limit}-byte limit (--max_request_bytes)")
+    elif encoding not in ("", "identity"):
+        raise InvalidArgument(f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or none")
     if not raw.strip():
-        raise InvalidArgument("request body is empty; expected a JSON object")
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidArgument("request body is not valid UTF-8") from None
+        raise InvalidArgument("JSON Parse error: the request body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InvalidArgument(f"malformed JSON in request body at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise InvalidArgument(f"JSON Parse error: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
-        raise InvalidArgument("JSON in request body is nested too deeply") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise InvalidArgument(f"malformed JSON in request body: {name} is not a JSON number (NaN and Infinity are "
-                          f"not accepted)")
+        raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
 
 
 def error_response(error: ServingError) -> Response:
-    headers = {"Allow": error.allowed} if isinstance(error, _MethodNotAllowed) else None
-    return _json_response({"error": error.message}, error.http_status, headers=headers)
+    return _json_response({"error": error.message}, error.http_status)
 
 
 def _json_response(content: Any, status: int, headers: dict | None = None) -> Response:
-    # allow_nan: a model may legitimately output NaN; TF Serving writes it the same way.
-    body = json.dumps(content, ensure_ascii=False, allow_nan=True, separators=(",", ":")).encode("utf-8")
-    return Response(body, status_code=status, headers=headers, media_type="application/json")
+    return Response(codec.dumps(content), status_code=status, headers=headers, media_type="application/json")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import tensorflow as tf
 
 from serving.errors import InvalidArgument, Unimplemented
@@ -28,9 +29,6 @@ from serving.servable import TensorInfo
 
 ROW_FORMAT = "row"
 COLUMNAR_FORMAT = "columnar"
-
-_PREDICT_KEYS = ("signature_name", "instances", "inputs")
-
 
 @dataclass(frozen=True)
 class PredictRequest:
@@ -45,9 +43,7 @@ def parse_predict_request(body: Any) -> PredictRequest:
     """Check the top level of a predict body: exactly one of ``instances`` / ``inputs``."""
     if not isinstance(body, dict):
         raise InvalidArgument(f"predict request must be a JSON object, got {json_type(body)}")
-    unknown = sorted(set(body) - set(_PREDICT_KEYS))
-    if unknown:
-        raise InvalidArgument(f"unknown key(s) {unknown} in predict request; allowed keys: {list(_PREDICT_KEYS)}")
+    # Other top-level keys are ignored, as TF Serving ignores them.
     signature_name = signature_name_of(body)
     has_instances, has_inputs = "instances" in body, "inputs" in body
     if has_instances and has_inputs:
@@ -102,23 +98,62 @@ def decode_columnar(value: Any, inputs: Mapping[str, TensorInfo]) -> dict[str, n
     """Columnar format -> one array per input, each value holding the whole batch."""
     keys = list(inputs)
     if isinstance(value, dict) and not is_b64(value):
-        _check_keys(value, keys, where="'inputs'")
+        # Extra keys are ignored (TF Serving looks up the signature's inputs only).
+        missing = [k for k in keys if k not in value]
+        if missing:
+            raise InvalidArgument(f"Missing named input: {missing[0]} in 'inputs' object; the signature's inputs "
+                                  f"are {keys}")
         named = {k: (value[k], f"inputs[{k!r}]") for k in keys}
     elif len(keys) == 1:
         named = {keys[0]: (value, "inputs")}
     else:
         raise InvalidArgument(f"'inputs' must be a JSON object mapping input names to values "
                               f"(the signature has inputs {keys}), got {json_type(value)}")
-    arrays = {}
-    for key, (item, path) in named.items():
-        spec = inputs[key]
-        leaves: list = []
-        shape = _walk(item, path, _kind(spec), leaves)
-        _check_shape(shape, spec, path)
-        if shape and shape[0] == 0:
-            raise InvalidArgument(f"{path} is an empty batch; send at least one row")
-        arrays[key] = _to_array(leaves, shape, spec, path)
-    return arrays
+    return {key: to_array(item, inputs[key], path) for key, (item, path) in named.items()}
+
+
+def to_array(value: Any, spec: TensorInfo, path: str) -> np.ndarray:
+    """A nested JSON list (or scalar) as an array of the input's dtype.
+
+    Numbers and booleans are converted by numpy in one call; only when that
+    fails (ragged lists, wrong types, out-of-range values) is the value walked
+    leaf by leaf to name the offending element. Shapes are not checked against
+    the signature here: the model decides, as in TF Serving.
+    """
+    kind = _kind(spec)
+    if kind != "string":
+        array = _bulk_array(value, spec, kind)
+        if array is not None:
+            return array
+    leaves: list = []
+    shape = _walk(value, path, kind, leaves)
+    return _to_array(leaves, shape, spec, path)
+
+
+def _bulk_array(value: Any, spec: TensorInfo, kind: str) -> np.ndarray | None:
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    found = array.dtype.kind
+    if kind == "bool":
+        return array if found == "b" else None
+    np_dtype = spec.dtype.as_numpy_dtype
+    if found == "i" or (found == "f" and kind == "float"):
+        if kind == "int":
+            info = np.iinfo(np_dtype)
+            if array.size and (array.min() < info.min or array.max() > info.max):
+                return None  # the walk names the value out of range
+            return array.astype(np_dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            narrow = array.astype(np_dtype)
+        # A finite value that overflows the narrower float is an error; NaN and Inf sent as such are not.
+        if found == "f" and not np.array_equal(np.isfinite(narrow), np.isfinite(array)):
+            return None
+        return narrow
+    if array.size == 0 and found == "f":  # [] or [[]]: an empty tensor of the input's dtype
+        return array.astype(np_dtype)
+    return None
 
 
 def _check_keys(obj: Mapping[str, Any], keys: list[str], *, where: str) -> None:
@@ -132,33 +167,21 @@ def _check_keys(obj: Mapping[str, Any], keys: list[str], *, where: str) -> None:
 
 def _stack_rows(values: list, paths: list[str], spec: TensorInfo) -> np.ndarray:
     kind = _kind(spec)
+    if kind != "string":
+        array = _bulk_array(values, spec, kind)
+        if array is not None:
+            return array
     leaves: list = []
     first_shape = None
     for value, path in zip(values, paths):
         shape = _walk(value, path, kind, leaves)
         if first_shape is None:
             first_shape = shape
-            _check_shape((len(values), *shape), spec, path, per_instance=True)
         elif shape != first_shape:
             raise InvalidArgument(f"ragged instances: {path} has shape {list(shape)} but {paths[0]} has shape "
                                   f"{list(first_shape)}; every instance must have the same shape for input "
                                   f"{spec.key!r}")
     return _to_array(leaves, (len(values), *first_shape), spec, paths[0])
-
-
-def _check_shape(shape: tuple[int, ...], spec: TensorInfo, path: str, *, per_instance: bool = False) -> None:
-    expected = spec.shape
-    if expected is None:
-        return
-    if len(shape) == len(expected) and all(e is None or e == s for s, e in zip(shape, expected)):
-        return
-    if per_instance:
-        want = "a scalar" if len(expected) == 1 else f"shape {['-1' if d is None else d for d in expected[1:]]}"
-        got = "a scalar" if len(shape) == 1 else f"shape {list(shape[1:])}"
-        raise InvalidArgument(f"{path} has the wrong shape: input {spec.key!r} has shape {spec.shape_text}, so each "
-                              f"instance must be {want}, got {got}")
-    raise InvalidArgument(f"{path} has shape {list(shape)}, which does not match input {spec.key!r} shape "
-                          f"{spec.shape_text}")
 
 
 def _kind(spec: TensorInfo) -> str:
@@ -202,10 +225,8 @@ def _leaf(value: Any, path: str, kind: str) -> Any:
         raise InvalidArgument(f"{path} must be true or false, got {json_type(value)}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(f"{path} must be a number, got {json_type(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidArgument(f"{path} is not a finite number ({value}); NaN and Infinity are not accepted")
     if kind == "int" and isinstance(value, float):
-        if not value.is_integer():
+        if not math.isfinite(value) or not value.is_integer():
             raise InvalidArgument(f"{path} must be an integer, got {value}")
         return int(value)
     return value
@@ -226,10 +247,13 @@ def _to_array(leaves: list, shape: tuple[int, ...], spec: TensorInfo, path: str)
         return np.asarray(leaves, dtype=np_dtype).reshape(shape)
     if kind == "bool":
         return np.asarray(leaves, dtype=bool).reshape(shape)
-    wide = np.asarray(leaves, dtype=np.float64)
-    with np.errstate(over="ignore"):
+    try:
+        wide = np.asarray(leaves, dtype=np.float64)
+    except OverflowError:
+        raise InvalidArgument(f"{path}: a value of input {spec.key!r} is too large for {spec.dtype_name}") from None
+    with np.errstate(over="ignore", invalid="ignore"):
         array = wide.astype(np_dtype)
-    if not np.all(np.isfinite(array.astype(np.float64))):
+    if not np.array_equal(np.isfinite(array), np.isfinite(wide)):
         raise InvalidArgument(f"{path}: a value of input {spec.key!r} is out of range for {spec.dtype_name}")
     return array.reshape(shape)
 
@@ -283,7 +307,7 @@ def encode_predictions(outputs: Mapping[str, np.ndarray]) -> list:
     if len(set(sizes.values())) > 1:
         raise InvalidArgument(f"outputs have different batch sizes {sizes}, so they cannot be split into "
                               f"per-instance predictions; use the columnar 'inputs' format")
-    encoded = {key: to_json_value(array, key) for key, array in outputs.items()}
+    encoded = {key: _jsonable(array, key) for key, array in outputs.items()}
     if len(encoded) == 1:
         return next(iter(encoded.values()))
     keys = list(encoded)
@@ -293,10 +317,60 @@ def encode_predictions(outputs: Mapping[str, np.ndarray]) -> list:
 
 def encode_outputs(outputs: Mapping[str, np.ndarray]) -> Any:
     """Columnar response: one value per output (the bare value if there is a single output)."""
-    encoded = {key: to_json_value(array, key) for key, array in outputs.items()}
+    encoded = {key: _jsonable(array, key) for key, array in outputs.items()}
     if len(encoded) == 1:
         return next(iter(encoded.values()))
     return encoded
+
+
+class _Literal:
+    """A non-finite float, written as TF Serving writes it (``NaN``, ``Infinity``, ``-Infinity``)."""
+
+    def __init__(self, text: bytes):
+        self.fragment = orjson.Fragment(text)
+
+
+_NAN, _INF, _NINF = _Literal(b"NaN"), _Literal(b"Infinity"), _Literal(b"-Infinity")
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, _Literal):
+        return value.fragment
+    if isinstance(value, np.ndarray):  # non-contiguous or of a dtype orjson does not write
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def dumps(content: Any) -> bytes:
+    """JSON bytes of a response, numeric arrays written by orjson in one pass.
+
+    Float32 values are written with the shortest text that reads back to the
+    same float32 (``0.1``, not ``0.10000000149011612``); NaN and infinities as
+    ``NaN`` / ``Infinity`` / ``-Infinity``, as TF Serving writes them.
+    """
+    return orjson.dumps(content, default=_default, option=_DUMPS_OPTIONS)
+
+
+def _jsonable(array: np.ndarray, key: str) -> Any:
+    """An output as something :func:`dumps` writes: numeric arrays stay arrays (no per-value Python work)."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        if array.dtype.itemsize < 4 or array.dtype.name == "bfloat16":
+            array = array.astype(np.float32)
+        finite = np.isfinite(array)
+        if not finite.all():
+            # float32 -> shortest decimal text -> float64, so 0.1f is written as 0.1 here too.
+            values = (array if array.dtype == np.float64 else array.astype(str).astype(np.float64)).astype(object)
+            values[np.isnan(array)] = _NAN
+            values[np.isposinf(array)] = _INF
+            values[np.isneginf(array)] = _NINF
+            return values.tolist() if array.ndim else values.item()
+    if array.dtype.kind in "biuf":
+        return np.ascontiguousarray(array) if array.ndim else array[()]
+    return to_json_value(array, key)
 
 
 def to_json_value(array: np.ndarray, key: str = "") -> Any:

@@ -87,6 +87,10 @@ class Unimplemented(ServingError):
     code = "UNIMPLEMENTED"
 
 
+class DeadlineExceeded(ServingError):
+    code = "DEADLINE_EXCEEDED"
+
+
 class Internal(ServingError):
     code = "INTERNAL"
 

@@ -9,7 +9,6 @@ features are merged into every example (an example's own value wins).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +20,6 @@ from serving.codec import decode_b64, is_b64, json_type, signature_name_of, to_j
 from serving.errors import InvalidArgument
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Signature
 
-_KEYS = ("signature_name", "context", "examples")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 CLASSIFY_INPUTS = "inputs"
@@ -34,9 +32,7 @@ def parse_examples_request(body: Any, api: str) -> tuple[str, list[bytes]]:
     """A classify/regress body -> (signature name, serialized tf.Examples)."""
     if not isinstance(body, dict):
         raise InvalidArgument(f"{api} request must be a JSON object, got {json_type(body)}")
-    unknown = sorted(set(body) - set(_KEYS))
-    if unknown:
-        raise InvalidArgument(f"unknown key(s) {unknown} in {api} request; allowed keys: {list(_KEYS)}")
+    # Other top-level keys are ignored, as TF Serving ignores them.
     signature_name = signature_name_of(body)
     if "examples" not in body:
         raise InvalidArgument(f"{api} request has no 'examples'")
@@ -74,18 +70,19 @@ def json_to_example(features: Any, path: str) -> example_pb2.Example:
 def _fill_feature(feature: feature_pb2.Feature, value: Any, path: str) -> None:
     values = value if isinstance(value, list) else [value]
     if not values:
-        raise InvalidArgument(f"{path} is an empty list, so its type cannot be inferred; omit the feature instead")
+        feature.SetInParent()  # an empty feature of no kind, as TF Serving makes it
+        return
     kinds = set()
     for i, v in enumerate(values):
         where = f"{path}[{i}]" if isinstance(value, list) else path
         if isinstance(v, str) or is_b64(v):
             kinds.add("bytes")
-        elif isinstance(v, bool) or v is None or isinstance(v, (list, dict)):
+        elif isinstance(v, bool):
+            kinds.add("int")  # TF Serving stores booleans as int64 1/0
+        elif v is None or isinstance(v, (list, dict)):
             raise InvalidArgument(f"{where} must be a string, {{\"b64\": ...}} or a number "
                                   f"(a feature is a scalar or a flat list), got {json_type(v)}")
         elif isinstance(v, float):
-            if not math.isfinite(v):
-                raise InvalidArgument(f"{where} is not a finite number; NaN and Infinity are not accepted")
             kinds.add("float")
         else:
             if not _INT64_MIN <= v <= _INT64_MAX:
@@ -98,11 +95,11 @@ def _fill_feature(feature: feature_pb2.Feature, value: Any, path: str) -> None:
             decode_b64(v["b64"], path) if isinstance(v, dict) else v.encode("utf-8") for v in values)
     elif "float" in kinds:
         floats = np.asarray(values, dtype=np.float64)
-        if np.any(np.abs(floats) > np.finfo(np.float32).max):
+        if np.any(np.isfinite(floats) & (np.abs(floats) > np.finfo(np.float32).max)):
             raise InvalidArgument(f"{path} holds a value out of the float32 range of a float_list")
         feature.float_list.value.extend(floats.tolist())
     else:
-        feature.int64_list.value.extend(values)
+        feature.int64_list.value.extend(int(v) for v in values)
 
 
 def serialized_examples(request_input: input_pb2.Input) -> list[bytes]:

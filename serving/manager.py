@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 
 from serving import config as config_lib
-from serving.errors import NotFound, ServingError, Unavailable, tf_code_name
+from serving.errors import InvalidArgument, NotFound, ServingError, tf_code_name
 from serving.servable import Servable, has_saved_model
 from serving.warmup import WarmupError, run_warmup
 
@@ -320,22 +320,28 @@ class ModelManager:
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The servable a request addresses: a version, a label, or the newest available one."""
+        # TF Serving's words and codes: a model or version not (yet) serving is 404 "Servable not found";
+        # clients match on them.
         with self._lock:
-            model = self._model(name)
+            if name not in self._models:
+                raise NotFound(f"Servable not found for request: Latest({name}); model {name!r} not found; "
+                               f"served models: {sorted(self._models)}")
+            model = self._models[name]
             if label is not None:
                 version = self._label_version(model, label)
             if version is None:
                 available = [v for v, s in model.versions.items() if s.state == AVAILABLE]
                 if not available:
-                    raise Unavailable(f"model {name!r} has no version available yet "
-                                      f"(base path {model.base_path})")
+                    raise NotFound(f"Servable not found for request: Latest({name}); no version is available yet "
+                                   f"(base path {model.base_path})")
                 return model.versions[max(available)].servable
             state = model.versions.get(version)
-            if state is None or state.state in (END, UNLOADING):
-                raise NotFound(f"version {version} of model {name!r} is not being served"
-                               + (f" ({state.error_message})" if state is not None and state.error_message else ""))
-            if state.state != AVAILABLE:
-                raise Unavailable(f"version {version} of model {name!r} is {state.state}, not yet available")
+            if state is None or state.state != AVAILABLE:
+                detail = "not being served" if state is None or state.state in (END, UNLOADING) else state.state
+                if state is not None and state.error_message:
+                    detail += f" ({state.error_message})"
+                raise NotFound(f"Servable not found for request: Specific({name}, {version}); version {version} of "
+                               f"model {name!r} is {detail}")
             return state.servable
 
     def version_states(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionState]:
@@ -362,7 +368,8 @@ class ModelManager:
     def _label_version(model: _Model, label: str) -> int:
         labels = model.config.version_labels
         if label not in labels:
-            raise NotFound(f"label {label!r} of model {model.name!r} not found; labels: {sorted(labels)}")
+            raise InvalidArgument(f"Unrecognized servable version label: {label}; labels of model {model.name!r}: "
+                                  f"{sorted(labels)}")
         return labels[label]
 
 

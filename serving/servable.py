@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
+from tensorflow.python.util import deprecation
 
 from serving.errors import InvalidArgument, ServingError, from_tf_error
 
@@ -106,6 +107,41 @@ class Signature:
             raise InvalidArgument(f"signature {self.key!r} rejected the inputs: {e}") from e
 
 
+class GraphSignature(Signature):
+    """A signature of a TF1 graph SavedModel, run with ``Session.run`` on the tensors the SignatureDef names.
+
+    As in TF Serving, the feeds' shapes are checked by the graph's placeholders
+    only, not against the SignatureDef's (informational) shapes.
+    """
+
+    def __init__(self, key: str, signature_def: SignatureDef, owner: _SessionOwner):
+        super().__init__(key, signature_def, fn=None, owner=owner)  # the Session closes after the last call
+        self._input_keys = sorted(signature_def.inputs)
+        # Feed what the graph's tensor takes: a SignatureDef's dtype may be wrong (TF Serving's own
+        # half_plus_three declares its serialized-Example input DT_FLOAT) and TF Serving ignores it.
+        graph = owner.session.graph
+        self._feed_dtypes = [graph.get_tensor_by_name(signature_def.inputs[k].name).dtype for k in self._input_keys]
+        self._output_keys = sorted(signature_def.outputs)
+        options = config_pb2.CallableOptions(
+            feed=[signature_def.inputs[k].name for k in self._input_keys],
+            fetch=[signature_def.outputs[k].name for k in self._output_keys])
+        # A callable feeds the tensors as they are (no Python-side check of the placeholders' static
+        # shapes, as in TF Serving's C++ Session::Run) and skips Session.run's per-call feed handling.
+        self._call = owner.session._make_callable_from_options(options)
+
+    def run(self, tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if set(tensors) != set(self.inputs):
+            raise InvalidArgument(f"signature {self.key!r} takes inputs {list(self.inputs)}, got {sorted(tensors)}")
+        feeds = [np.asarray(tensors[key], dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+                 for key, dtype in zip(self._input_keys, self._feed_dtypes)]
+        try:
+            return dict(zip(self._output_keys, self._call(*feeds)))
+        except tf.errors.OpError as e:
+            raise from_tf_error(e, during=f"running signature {self.key!r}") from e
+        except (TypeError, ValueError) as e:  # e.g. "Cannot feed value of shape ..." from a placeholder
+            raise InvalidArgument(f"signature {self.key!r} rejected the inputs: {e}") from e
+
+
 class Servable:
     """A model version loaded from ``<base_path>/<version>``."""
 
@@ -121,10 +157,13 @@ class Servable:
         self._loaded = loaded  # keeps the restored variables alive
 
     @classmethod
-    def load(cls, name: str, version: int, path: str) -> Servable:
-        """Load a SavedModel directory. Raises on any problem (the caller logs and skips it)."""
-        meta_graph = read_meta_graph(path)
-        loaded = tf.saved_model.load(path, tags=[SERVE_TAG])
+    def load(cls, name: str, version: int, path: str, tags: Sequence[str] = (SERVE_TAG,)) -> Servable:
+        """Load a SavedModel directory (the MetaGraph with ``tags``). Raises on any problem (the caller logs it)."""
+        tags = list(tags)
+        meta_graph = read_meta_graph(path, tags)
+        if not meta_graph.object_graph_def.nodes:
+            return cls._load_graph(name, version, path, meta_graph, tags)
+        loaded = tf.saved_model.load(path, tags=tags)
         functions = dict(getattr(loaded, "signatures", {}) or {})
         signatures = {}
         for key, signature_def in meta_graph.signature_def.items():
@@ -138,6 +177,22 @@ class Servable:
         if not signatures:
             raise ValueError(f"SavedModel at {path} has no callable signatures")
         return cls(name, version, path, meta_graph.signature_def, signatures, loaded)
+
+    @classmethod
+    def _load_graph(cls, name: str, version: int, path: str, meta_graph: meta_graph_pb2.MetaGraphDef,
+                    tags: list[str]) -> Servable:
+        # A TF1 graph SavedModel (no object graph): tf.saved_model.load would prune each signature into a
+        # function and re-check the SignatureDef's shapes; TF Serving runs the graph in a Session instead.
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph)
+        with graph.as_default(), deprecation.silence():  # the v1 loader is the right tool for a v1 graph
+            tf.compat.v1.saved_model.loader.load(session, tags, path)
+        owner = _SessionOwner(session)
+        signatures = {key: GraphSignature(key, signature_def, owner)
+                      for key, signature_def in meta_graph.signature_def.items() if key != INIT_OP_SIGNATURE}
+        if not signatures:
+            raise ValueError(f"SavedModel at {path} has no signatures")
+        return cls(name, version, path, meta_graph.signature_def, signatures, owner)
 
     def signature(self, key: str | None) -> Signature:
         """The signature named ``key`` (``serving_default`` when empty)."""
@@ -155,8 +210,18 @@ class Servable:
         self._loaded = None
 
 
-def read_meta_graph(path: str, tag: str = SERVE_TAG) -> meta_graph_pb2.MetaGraphDef:
-    """The MetaGraphDef tagged ``tag`` from ``saved_model.pb`` (or ``.pbtxt``)."""
+class _SessionOwner:
+    """Closes a TF1 servable's Session once nothing (servable, in-flight signature) references it."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __del__(self):
+        self.session.close()
+
+
+def read_meta_graph(path: str, tags: str | Sequence[str] = SERVE_TAG) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraphDef with exactly ``tags`` from ``saved_model.pb`` (or ``.pbtxt``)."""
     saved_model = saved_model_pb2.SavedModel()
     pb_path = os.path.join(path, "saved_model.pb")
     pbtxt_path = os.path.join(path, "saved_model.pbtxt")
@@ -175,10 +240,14 @@ def read_meta_graph(path: str, tag: str = SERVE_TAG) -> meta_graph_pb2.MetaGraph
             text_format.Parse(f.read(), saved_model)
     else:
         raise FileNotFoundError(f"no saved_model.pb or saved_model.pbtxt in {path}")
+    wanted = {tags} if isinstance(tags, str) else set(tags)
     for meta_graph in saved_model.meta_graphs:
-        if tag in meta_graph.meta_info_def.tags:
+        if set(meta_graph.meta_info_def.tags) == wanted:
             return meta_graph
-    raise ValueError(f"SavedModel at {path} has no MetaGraph tagged {tag!r}")
+    for meta_graph in saved_model.meta_graphs:  # a single tag may name a MetaGraph that has more
+        if len(wanted) == 1 and wanted <= set(meta_graph.meta_info_def.tags):
+            return meta_graph
+    raise ValueError(f"SavedModel at {path} has no MetaGraph tagged {sorted(wanted)}")
 
 
 def has_saved_model(path: str) -> bool:

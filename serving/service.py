@@ -70,16 +70,16 @@ class PredictionService:
         signature = servable.signature(request.signature_name)
         if request.body_format == codec.ROW_FORMAT:
             inputs = codec.decode_instances(request.payload, signature.inputs)
-            return {"predictions": codec.encode_predictions(self._run(servable, signature, inputs))}
+            return {"predictions": codec.encode_predictions(self.run(servable, signature, inputs))}
         inputs = codec.decode_columnar(request.payload, signature.inputs)
-        return {"outputs": codec.encode_outputs(self._run(servable, signature, inputs))}
+        return {"outputs": codec.encode_outputs(self.run(servable, signature, inputs))}
 
     def classify(self, path: ModelPath, body: Any) -> dict:
         signature_name, serialized = examples.parse_examples_request(body, "classify")
         servable = self._manager.resolve(path.name, path.version, path.label)
         signature = servable.signature(signature_name)
         examples.check_classify_signature(signature)
-        outputs = self._run(servable, signature, examples.examples_tensor(serialized))
+        outputs = self.run(servable, signature, examples.examples_tensor(serialized))
         return {"results": examples.classification_results(outputs, len(serialized))}
 
     def regress(self, path: ModelPath, body: Any) -> dict:
@@ -87,10 +87,11 @@ class PredictionService:
         servable = self._manager.resolve(path.name, path.version, path.label)
         signature = servable.signature(signature_name)
         examples.check_regress_signature(signature)
-        outputs = self._run(servable, signature, examples.examples_tensor(serialized))
+        outputs = self.run(servable, signature, examples.examples_tensor(serialized))
         return {"results": examples.regression_results(outputs, len(serialized))}
 
-    def _run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature, through the batcher when batching is on (the gRPC API calls this too)."""
         batcher = self._batcher(servable, signature)
         return batcher.run(inputs) if batcher is not None else signature.run(inputs)
 

@@ -10,6 +10,10 @@ The raw (still percent-encoded) path is parsed segment by segment, so an
 encoded separator such as ``%2F`` or a ``..`` segment cannot smuggle a second
 path into a name; a decoded name or label that is not a plain identifier is
 rejected with 400 before anything looks it up.
+
+As in TF Serving, the fixed words (``v1``, ``models``, ``versions``,
+``labels``, ``metadata`` and the verb) match case-insensitively, and a path
+or method outside this grammar is 400 ``Malformed request: <METHOD> <path>``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from serving.config import is_valid_name
-from serving.errors import InvalidArgument, NotFound
+from serving.errors import InvalidArgument
 
 PREFIX = "/v1/models/"
 STATUS = "status"
@@ -39,27 +43,35 @@ class ModelPath:
     endpoint: str = STATUS
 
 
-def parse_model_path(raw_path: bytes | str) -> ModelPath:
-    """Parse a raw request path; raise NotFound for other shapes, InvalidArgument for bad parts."""
+def malformed(method: str, path: str) -> InvalidArgument:
+    """TF Serving's answer to a URL or HTTP method outside its grammar."""
+    return InvalidArgument(f"Malformed request: {method} {path}")
+
+
+def parse_model_path(raw_path: bytes | str, method: str = "GET") -> ModelPath:
+    """Parse a raw request path; raise InvalidArgument ('Malformed request', or a bad part)."""
     path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path
     path = path.split("?", 1)[0]
-    if not path.startswith(PREFIX):
-        raise NotFound(f"no such endpoint: {path}")
+    if not path.lower().startswith(PREFIX):
+        raise malformed(method, path)
     rest = path[len(PREFIX):]
     verb = None
     if ":" in rest:
         rest, verb = rest.split(":", 1)
         if not verb or "/" in verb:
-            raise NotFound(f"no such endpoint: {path}")
-        verb = _decode(verb, "method")
+            raise malformed(method, path)
+        verb = _decode(verb, "method").lower()
     segments = rest.split("/")
     name = _check_name(_decode(segments[0], "model name"), "model name")
     tail = segments[1:]
     version = label = None
+    tail = [t.lower() if i % 2 == 0 else t for i, t in enumerate(tail)]  # keywords, not the values
     if len(tail) >= 2 and tail[0] == "versions":
         text = _decode(tail[1], "version")
+        if not text.isdigit():
+            raise malformed(method, path)
         if not _VERSION.match(text):
-            raise InvalidArgument(f"version {text!r} in the URL is not a non-negative integer")
+            raise InvalidArgument(f"Failed to convert version: {text!r} is too large")
         version = int(text)
         tail = tail[2:]
     elif len(tail) >= 2 and tail[0] == "labels":
@@ -68,7 +80,7 @@ def parse_model_path(raw_path: bytes | str) -> ModelPath:
     if tail == ["metadata"] and verb is None:
         return ModelPath(name, version, label, METADATA)
     if tail:
-        raise NotFound(f"no such endpoint: {path}")
+        raise malformed(method, path)
     return ModelPath(name, version, label, verb or STATUS)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from tensorflow_serving.apis import (
 from serving import config as config_lib
 from serving.app import create_app
 from serving.manager import ModelManager
+from serving.net import http_protocol, listen_socket
 
 MAX_REQUEST_BYTES = 1_000_000
 CLASSIFY = "tensorflow/serving/classify"
@@ -236,10 +236,11 @@ def running_server(app, *, timeout: float = 60.0):
     """Run ``app`` under a real uvicorn server on 127.0.0.1 (a free port) in a thread; yield its URL."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listen_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                           http=http_protocol()))
+    app.state.uvicorn_server = server  # tests inspect its live connections
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

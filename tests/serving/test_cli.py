@@ -45,7 +45,7 @@ def test_server_process_serves_and_stops_gracefully_on_sigterm(zoo, tmp_path):
     base = str(tmp_path / "single")
     install(zoo["single"], base, 1)
     command = [sys.executable, "-m", "serving", "--model_name=single", f"--model_base_path={base}",
-               "--rest_api_port=0", "--file_system_poll_wait_seconds=0", "--log_level=INFO"]
+               "--rest_api_port=0", "--port=-1", "--file_system_poll_wait_seconds=0", "--log_level=INFO"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     lines = []
@@ -74,3 +74,30 @@ def test_server_process_serves_and_stops_gracefully_on_sigterm(zoo, tmp_path):
     for step in ("version 1 is AVAILABLE", "Shutting down", "Application shutdown complete", "version 1 unloaded",
                  "Finished server process"):
         assert step in log, log
+
+
+def test_tf_serving_flag_syntax_and_the_official_images_launch_line():
+    args = cli.parse_args(["--port=8500", "--rest_api_port=8501", "--model_name=m", "--model_base_path=/models/m",
+                           "--enable_batching=true", "--noenable_model_warmup", "--rest_api_timeout_in_ms=5",
+                           "--saved_model_tags=serve,gpu", "--tensorflow_intra_op_parallelism=2",
+                           "--allow_version_labels_for_unavailable_models"])
+    assert (args.port, args.rest_api_port, args.enable_batching, args.enable_model_warmup) == (8500, 8501, True, False)
+    assert (args.rest_api_timeout_in_ms, args.saved_model_tags) == (5, "serve,gpu")
+    assert cli.parse_args(["--enable_batching=false"]).enable_batching is False
+    assert cli.parse_args(["--enable_batching"]).enable_batching is True
+
+
+def test_unknown_flag_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(["--model_base_path=/m", "--no_such_flag=1"])
+    assert info.value.code == 2 and "unrecognized arguments: --no_such_flag=1" in capsys.readouterr().err
+
+
+def test_monitoring_config(tmp_path):
+    from serving.metrics import load_monitoring_config
+
+    path = tmp_path / "monitoring.config"
+    path.write_text('prometheus_config {\n  enable: true,\n  path: "/metrics"\n}\n')
+    assert load_monitoring_config(str(path)) == ("/metrics", True)
+    path.write_text("prometheus_config { enable: false }")
+    assert load_monitoring_config(str(path)) == ("/monitoring/prometheus/metrics", False)

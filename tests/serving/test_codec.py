@@ -52,13 +52,26 @@ def test_encoding_values():
 
 
 def test_row_encoding_needs_a_common_batch_dimension():
-    assert codec.encode_predictions({"a": np.array([1, 2]), "b": np.array([[3], [4]])}) == [
-        {"a": 1, "b": [3]}, {"a": 2, "b": [4]}]
+    rows = codec.encode_predictions({"a": np.array([1, 2]), "b": np.array([[3], [4]])})
+    assert codec.dumps(rows) == b'[{"a":1,"b":[3]},{"a":2,"b":[4]}]'
     with pytest.raises(InvalidArgument, match="different batch sizes"):
         codec.encode_predictions({"a": np.array([1, 2]), "b": np.array([1])})
     with pytest.raises(InvalidArgument, match="is a scalar"):
         codec.encode_predictions({"a": np.float32(1)})
-    assert codec.encode_outputs({"a": np.float32(1)}) == 1.0
+    assert codec.dumps(codec.encode_outputs({"a": np.float32(1)})) == b"1.0"
+
+
+def test_dumps_writes_float32_shortest_and_non_finite_as_tf_serving():
+    values = np.array([[0.1, np.nan], [np.inf, -np.inf]], np.float32)
+    assert codec.dumps(codec.encode_outputs({"y": values})) == b"[[0.1,NaN],[Infinity,-Infinity]]"
+    assert codec.dumps(codec.encode_outputs({"y": np.array([0.1, 1e-8], np.float32)})) == b"[0.1,1e-8]"
+    assert codec.dumps(codec.encode_outputs({"y": np.array([0.1], np.float16)})) == b"[0.099975586]"
+
+
+def test_bool_and_empty_example_features_are_stored_as_tf_serving_stores_them():
+    example = examples.json_to_example({"b": [True, False], "e": []}, "examples[0]")
+    assert list(example.features.feature["b"].int64_list.value) == [1, 0]
+    assert example.features.feature["e"].WhichOneof("kind") is None and "e" in example.features.feature
 
 
 def test_examples_infer_feature_types_like_tf_serving():
@@ -79,7 +92,6 @@ def test_context_is_merged_and_examples_win():
 
 
 @pytest.mark.parametrize("feature,match", [
-    (True, "got a boolean"),
     (None, "got null"),
     (2**64, "int64 range"),
     (1e39, "float32 range"),

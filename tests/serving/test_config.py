@@ -3,7 +3,7 @@
 import pytest
 
 from serving import config as config_lib
-from serving.errors import InvalidArgument, NotFound
+from serving.errors import InvalidArgument
 from serving.urls import ModelPath, parse_model_path
 
 CONFIG = """
@@ -125,11 +125,11 @@ def test_parse_model_path(path, expected):
     ("/v1/models/a/versions/-1", InvalidArgument),
     ("/v1/models/a/versions/99999999999999999999", InvalidArgument),
     ("/v1/models/a/labels/..:predict", InvalidArgument),
-    ("/v1/models/a/versions", NotFound),
-    ("/v1/models/a/versions/1/extra", NotFound),
-    ("/v1/models/a/metadata:predict", NotFound),
-    ("/v1/models/a:predict/more", NotFound),
-    ("/v1/model/a", NotFound),
+    ("/v1/models/a/versions", InvalidArgument),
+    ("/v1/models/a/versions/1/extra", InvalidArgument),
+    ("/v1/models/a/metadata:predict", InvalidArgument),
+    ("/v1/models/a:predict/more", InvalidArgument),
+    ("/v1/model/a", InvalidArgument),
 ])
 def test_bad_model_paths(path, error):
     with pytest.raises(error):

@@ -147,3 +147,58 @@ def test_hot_swap_under_traffic_loses_no_request(zoo, tmp_path):
     assert all(close(v, v1) or close(v, v2) for v in seen)
     switch = next(i for i, v in enumerate(seen) if close(v, v2))
     assert all(close(v, v2) for v in seen[switch:])  # once swapped, never back
+
+
+def test_keep_alive_connections_have_nagle_off(live):
+    """The ~40 ms fixed wait per keep-alive request came from Nagle's algorithm on the server side
+    (the response head and body are two sends; the body waited for the client's delayed ACK)."""
+    import http.client
+    import json
+    import socket
+    from urllib.parse import urlparse
+
+    client, app = live
+    port = urlparse(client.base_url).port
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for _ in range(2):  # the second request reuses the connection
+            conn.request("POST", "/v1/models/single:predict", json.dumps({"instances": [[1.0, 2.0, 3.0]]}))
+            response = conn.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == {"predictions": [4.75]}
+        transports = [c.transport for c in app.state.uvicorn_server.server_state.connections]
+        sockets = [t.get_extra_info("socket") for t in transports if t is not None]
+        assert sockets
+        assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+        # http.client sends a POST's head and body in two writes (Nagle on): the server must ACK the
+        # head at once or the body waits for its delayed ACK.
+        connections = app.state.uvicorn_server.server_state.connections
+        assert all(type(c).__name__ == "QuickAckH11Protocol" for c in connections)
+    finally:
+        conn.close()
+
+
+def test_quick_ack_is_set_on_every_received_chunk(monkeypatch):
+    import socket
+
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from serving.net import http_protocol
+
+    calls, received = [], []
+
+    class FakeSocket:
+        def setsockopt(self, *args):
+            calls.append(args)
+
+    class FakeTransport:
+        def get_extra_info(self, name):
+            return FakeSocket() if name == "socket" else None
+
+    monkeypatch.setattr(H11Protocol, "data_received", lambda self, data: received.append(data))
+    cls = http_protocol()
+    protocol = cls.__new__(cls)
+    protocol.transport = FakeTransport()
+    for chunk in (b"POST / HTTP/1.1\r\n", b"{}"):
+        protocol.data_received(chunk)
+    assert received == [b"POST / HTTP/1.1\r\n", b"{}"]
+    assert calls == [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)] * 2

@@ -1,6 +1,7 @@
 """The REST API over Starlette's TestClient: every endpoint and status, answers equal to in-process calls."""
 
 import base64
+import json
 
 import numpy as np
 import pytest
@@ -189,22 +190,34 @@ def _error(response, status):
     return message
 
 
-def test_404_unknown_model_version_label(app_client):
+def test_unknown_model_version_and_label_as_tf_serving_answers(app_client):
     assert "model 'nope' not found" in _error(app_client.get("/v1/models/nope"), 404)
-    assert "version 9" in _error(app_client.post("/v1/models/multi/versions/9:predict", json={"instances": ROWS}), 404)
-    assert "label 'beta'" in _error(app_client.get("/v1/models/multi/labels/beta/metadata"), 404)
-    assert "no such endpoint" in _error(app_client.get("/v1/models/multi/versions"), 404)
-    assert _error(app_client.get("/v2/anything"), 404)
+    assert "Specific(multi, 9)" in _error(app_client.post("/v1/models/multi/versions/9:predict",
+                                                          json={"instances": ROWS}), 404)
+    assert "Unrecognized servable version label: beta" in _error(
+        app_client.get("/v1/models/multi/labels/beta/metadata"), 400)
 
 
-def test_503_for_a_model_without_a_loaded_version(app_client):
-    assert "no version available" in _error(app_client.post("/v1/models/empty:predict", json={"instances": [1]}), 503)
+def test_a_model_without_a_loaded_version_is_404_servable_not_found(app_client):
+    message = _error(app_client.post("/v1/models/empty:predict", json={"instances": [1]}), 404)
+    assert message.startswith("Servable not found for request: Latest(empty)")
     assert "could not find any versions" in _error(app_client.get("/v1/models/empty"), 404)
 
 
-def test_501_for_an_unsupported_method(app_client):
-    message = _error(app_client.post("/v1/models/multi:multi_inference", json={"examples": ROWS}), 501)
-    assert ":multi_inference" in message and ":predict" in message
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/v1/models/multi:multi_inference"), ("GET", "/v1/models/single:predict"),
+    ("POST", "/v1/models/single"), ("GET", "/v1/models/multi/versions"), ("GET", "/v2/anything"),
+    ("PUT", "/v1/models/single:predict"), ("POST", "/monitoring/prometheus/metrics"),
+])
+def test_outside_the_grammar_is_400_malformed_request(app_client, method, path):
+    response = app_client.request(method, path, content=b"{}")
+    assert _error(response, 400) == f"Malformed request: {method} {path}"
+
+
+def test_url_keywords_match_case_insensitively(app_client):
+    response = app_client.post("/V1/Models/single/VERSIONS/1:PREDICT", json={"instances": [[1.0, 2.0, 3.0]]})
+    assert response.status_code == 200 and response.json() == {"predictions": [4.75]}
+    assert _error(app_client.get("/v1/models/SINGLE"), 404)  # names stay case-sensitive
 
 
 def test_500_for_an_internal_failure_inside_the_model(app_client):
@@ -242,12 +255,6 @@ def test_413_for_a_streamed_body_without_content_length(app_client):
     assert "limit" in _error(app_client.post("/v1/models/single:predict", content=chunks()), 413)
 
 
-def test_405_for_the_wrong_http_method(app_client):
-    response = app_client.get("/v1/models/single:predict")
-    assert "use POST" in _error(response, 405) and response.headers["allow"] == "POST"
-    assert "use GET" in _error(app_client.post("/v1/models/single", json={}), 405)
-
-
 def test_metrics_endpoint(app_client):
     app_client.post("/v1/models/single:predict", json={"instances": [[1, 2, 3]]})
     app_client.get("/v1/models/nope")
@@ -263,3 +270,39 @@ def test_non_finite_outputs_are_written_as_tf_serving_does(app_client):
     big = float(np.finfo(np.float32).max)
     response = app_client.post("/v1/models/single:predict", json={"instances": [[0.0, 0.0, big]]})
     assert response.status_code == 200 and response.json()["predictions"] == [float("inf")]
+
+
+def test_gzip_and_deflate_request_bodies(app_client):
+    import gzip
+    import zlib
+
+    body = json.dumps({"instances": [[1.0, 2.0, 3.0]]}).encode()
+    for encoding, data in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = app_client.post("/v1/models/single:predict", content=data,
+                                   headers={"content-type": "application/json", "content-encoding": encoding})
+        assert response.status_code == 200 and response.json() == {"predictions": [4.75]}, response.text
+    bomb = gzip.compress(b" " * (MAX_REQUEST_BYTES + 10))  # small on the wire, over the limit inflated
+    response = app_client.post("/v1/models/single:predict", content=bomb, headers={"content-encoding": "gzip"})
+    assert response.status_code == 413 and "inflated" in response.json()["error"]
+
+
+def test_rest_api_timeout_answers_504(zoo, tmp_path):
+    import time
+
+    from starlette.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.manager import ModelManager
+
+    from .conftest import install, server_config
+
+    install(zoo["single"], str(tmp_path / "single"), 1)
+    app = create_app(ModelManager(server_config({"single": str(tmp_path / "single")}), poll_wait_seconds=0),
+                     timeout_ms=200)
+    slow = app.state.service.predict
+    app.state.service.predict = lambda path, body: (time.sleep(1.0), slow(path, body))[1]  # a hung model
+    with TestClient(app) as client:
+        started = time.monotonic()
+        response = client.post("/v1/models/single:predict", json={"instances": [[1.0, 2.0, 3.0]]})
+        assert response.status_code == 504 and "Deadline exceeded" in response.json()["error"]
+        assert time.monotonic() - started < 0.9
