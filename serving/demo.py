@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     log = open_log(args.server_log)
     server = subprocess.Popen([sys.executable, "-m", "serving", f"--model_name={args.model_name}",
                                f"--model_base_path={os.path.abspath(args.model_base_path)}",
-                               f"--rest_api_port={port}", "--rest_api_host=127.0.0.1"],
+                               f"--rest_api_port={port}", "--rest_api_host=127.0.0.1",
+                               f"--port={free_port()}"],  # gRPC on a free port too (TF Serving's default is 8500)
                               stdout=log, stderr=subprocess.STDOUT if log else None)
     if log:
         print(f"server log: {args.server_log}")

@@ -133,7 +133,7 @@ def test_fresh_venv_with_serving_extra_serves_a_model(wheel, tmp_path):
     _export_half_plus_two(base_path)
     port = _free_port()
     server = subprocess.Popen([str(venv / "bin" / "tfmtl-serving"), "--model_name=half",
-                               f"--model_base_path={base_path}", f"--rest_api_port={port}"],
+                               f"--model_base_path={base_path}", f"--rest_api_port={port}", f"--port={_free_port()}"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
     try:
         url = f"http://127.0.0.1:{port}/v1/models/half"
