@@ -1,5 +1,6 @@
 """Keras layers for multi-task ranking models; each module holds one concept."""
 
+from tfmtl.layers.aitm import AITM, AITMCalibrator, AITMHead, calibrator_penalty
 from tfmtl.layers.embedding import FieldEmbedding
 from tfmtl.layers.esmm import ESMMHead
 from tfmtl.layers.experts import ExpertGates, MixtureOfExperts, mix_experts
@@ -11,6 +12,9 @@ from tfmtl.layers.sequence import SequencePooling, TargetAttention
 from tfmtl.layers.towers import TaskTowers
 
 __all__ = [
+    "AITM",
+    "AITMCalibrator",
+    "AITMHead",
     "CGC",
     "ESMMHead",
     "ExpertGates",
@@ -27,6 +31,7 @@ __all__ = [
     "TargetAttention",
     "TaskTowers",
     "bi_interaction",
+    "calibrator_penalty",
     "fm_second_order",
     "mix_experts",
 ]
