@@ -106,3 +106,46 @@ def test_target_attention_bad_arguments():
         TargetAttention(units=[4, 0])
     with pytest.raises(ValueError, match="candidate"):
         TargetAttention(units=[2])(tf.constant(HISTORY), tf.ones([2, 1, 2]))
+
+
+def test_self_attention_encoder_masks_padding_and_ignores_extra_padding():
+    from tfmtl.layers import SelfAttentionEncoder
+
+    keras.utils.set_random_seed(0)
+    history = np.random.default_rng(2).normal(size=(2, 3, 4)).astype(np.float32)  # d=4: LayerNorm of d=2 is +-1
+    layer = SelfAttentionEncoder(max_len=8, num_heads=2)
+    out = layer(tf.constant(history), mask=tf.constant(MASK))
+    assert out.shape.as_list() == [2, 3, 4]
+    assert np.all(out.numpy()[MASK == 0] == 0)
+    padded = np.concatenate([history, np.full((2, 4, 4), 55.0, np.float32)], axis=1)
+    padded_mask = np.concatenate([MASK, np.zeros((2, 4), np.float32)], axis=1)
+    out_padded = layer(tf.constant(padded), mask=tf.constant(padded_mask))
+    np.testing.assert_allclose(out_padded.numpy()[:, :3], out.numpy(), rtol=1e-5, atol=1e-5)
+    # Changing a real item changes the other real position's output (attention mixes them).
+    changed = history.copy()
+    changed[0, 1] += 1.0
+    assert not np.allclose(layer(tf.constant(changed), mask=tf.constant(MASK)).numpy()[0, 0], out.numpy()[0, 0])
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert clone.get_config() == layer.get_config()
+
+
+def test_self_attention_encoder_bad_arguments():
+    from tfmtl.layers import SelfAttentionEncoder
+
+    with pytest.raises(ValueError, match="max_len"):
+        SelfAttentionEncoder(max_len=0)
+    with pytest.raises(ValueError, match="num_heads"):
+        SelfAttentionEncoder(max_len=4, num_heads=0)
+    with pytest.raises(ValueError, match="max_len=2"):
+        SelfAttentionEncoder(max_len=2)(tf.constant(HISTORY))
+
+
+def test_self_attention_encoder_keras_file_round_trip(tmp_path):
+    from tfmtl.layers import SelfAttentionEncoder
+
+    sequence, mask = keras.Input((3, 4)), keras.Input((3,))
+    model = keras.Model([sequence, mask], SelfAttentionEncoder(max_len=3, num_heads=2)(sequence, mask=mask))
+    args = [np.random.default_rng(3).normal(size=(2, 3, 4)).astype(np.float32), MASK]
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(args).numpy(), model(args).numpy(), rtol=1e-5, atol=1e-6)

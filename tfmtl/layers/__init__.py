@@ -8,7 +8,7 @@ from tfmtl.layers.extraction import CGC, PLE
 from tfmtl.layers.fm import FactorizationMachine, FMFirstOrder, FMSecondOrder, bi_interaction, fm_second_order
 from tfmtl.layers.grouped import GroupedDense, GroupedMLP
 from tfmtl.layers.mlp import MLP
-from tfmtl.layers.sequence import SequencePooling, TargetAttention
+from tfmtl.layers.sequence import SelfAttentionEncoder, SequencePooling, TargetAttention
 from tfmtl.layers.towers import TaskTowers
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "MLP",
     "MixtureOfExperts",
     "PLE",
+    "SelfAttentionEncoder",
     "SequencePooling",
     "TargetAttention",
     "TaskTowers",

@@ -138,3 +138,77 @@ class TargetAttention(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units, "activation": self.activation, "softmax": self.softmax}
+
+
+@register
+class SelfAttentionEncoder(keras.layers.Layer):
+    """One transformer block over a behaviour sequence, as in BST (Chen et al., 2019).
+
+    Adds a learned position embedding, then multi-head self-attention (padding
+    masked out as keys) and a feed-forward layer, each with a residual connection
+    and layer normalisation. Padded positions of the output are zero.
+
+    Shapes: sequence ``[batch, T, d]``, mask ``[batch, T]`` -> ``[batch, T, d]``
+    (``T <= max_len``).
+
+    Example:
+
+    >>> SelfAttentionEncoder(max_len=5, num_heads=2)(tf.ones([2, 5, 4]), mask=tf.ones([2, 5])).shape.as_list()
+    [2, 5, 4]
+
+    Args:
+        max_len: longest sequence (size of the position embedding).
+        num_heads: attention heads.
+        ff_units: width of the feed-forward layer; ``None``: ``4 * d``.
+        dropout: dropout on the attention weights and the block outputs.
+    """
+
+    def __init__(self, max_len: int, num_heads: int = 2, ff_units: int | None = None, dropout: float = 0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if int(max_len) < 1:
+            raise ValueError(f"SelfAttentionEncoder: max_len must be >= 1, got {max_len}")
+        if int(num_heads) < 1:
+            raise ValueError(f"SelfAttentionEncoder: num_heads must be >= 1, got {num_heads}")
+        if ff_units is not None and int(ff_units) < 1:
+            raise ValueError(f"SelfAttentionEncoder: ff_units must be >= 1, got {ff_units}")
+        self.max_len, self.num_heads = int(max_len), int(num_heads)
+        self.ff_units = None if ff_units is None else int(ff_units)
+        self.dropout = float(dropout)
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank != 3:
+            raise ValueError(f"SelfAttentionEncoder: sequence must be [batch, T, d], got shape {input_shape}")
+        if input_shape[1] is not None and input_shape[1] > self.max_len:
+            raise ValueError(f"SelfAttentionEncoder: sequence length {input_shape[1]} exceeds max_len={self.max_len}")
+        d = int(input_shape[-1])
+        self.positions = self.add_weight(name="positions", shape=(self.max_len, d),
+                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+        self._attention = keras.layers.MultiHeadAttention(self.num_heads, max(1, d // self.num_heads),
+                                                          dropout=self.dropout, name="attention")
+        self._attention._build_from_signature(input_shape, input_shape)
+        self._ff = [keras.layers.Dense(self.ff_units or 4 * d, activation="relu", name="ff_hidden"),
+                    keras.layers.Dense(d, name="ff_out")]
+        self._ff[0].build(input_shape)
+        self._ff[1].build(input_shape[:-1].concatenate([self.ff_units or 4 * d]))
+        self._norms = [keras.layers.LayerNormalization(name=f"norm_{i}") for i in range(2)]
+        for norm in self._norms:
+            norm.build(input_shape)
+        self._drop = keras.layers.Dropout(self.dropout)
+        super().build(input_shape)
+
+    def call(self, sequence: tf.Tensor, mask=None, training=None) -> tf.Tensor:
+        weights = _mask_of(mask, sequence)
+        length = tf.shape(sequence)[1]
+        x = sequence + self.positions[None, :length]
+        # Every query attends to the real keys only; a query row without any keeps zeros (masked below).
+        attention_mask = tf.cast(weights[:, None, :] > 0, tf.bool)
+        attended = self._attention(x, x, attention_mask=attention_mask, training=training)
+        x = self._norms[0](x + self._drop(attended, training=training))
+        x = self._norms[1](x + self._drop(self._ff[1](self._ff[0](x)), training=training))
+        return x * weights[:, :, None]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_len": self.max_len, "num_heads": self.num_heads,
+                "ff_units": self.ff_units, "dropout": self.dropout}
