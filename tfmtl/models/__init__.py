@@ -1,5 +1,6 @@
 """Multi-task models, each a thin composition of tfmtl layers; build by class or by name."""
 
+from tfmtl.models.aitm import AITM
 from tfmtl.models.base import MultiTaskModel
 from tfmtl.models.deepfm import DeepFM
 from tfmtl.models.esmm import ESMM
@@ -11,6 +12,7 @@ from tfmtl.models.shared_bottom import SharedBottom
 from tfmtl.models.single_task import SingleTask
 
 __all__ = [
+    "AITM",
     "ESMM",
     "FG",
     "FS",
