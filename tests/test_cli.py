@@ -24,12 +24,13 @@ def test_csv_without_label_is_refused(tmp_path):
         cli.main(["train", "--train-csv", str(tmp_path / "t.csv")])
 
 
-def test_train_with_pid_weighting(capsys):
+def test_train_with_pid_weighting(capfd, tmp_path):
     assert cli.main(["train", "--model", "shared_bottom", "--rows", "2000", "--epochs", "1",
+                     "--log", str(tmp_path / "train.log"),
                      "--model-args", '{"bottom_units": [8], "tower_units": [4]}', "--weighting", "pid",
                      "--accuracy-objective", "income_50k", "--pid-set-point", "0.3",
                      "--loss-weights", '{"never_married": 1.0}']) == 0
-    text = capsys.readouterr().out
+    text = capfd.readouterr().out
     assert "shared_bottom (pid loss weighting)" in text
     assert "q_income_50k" in text and "loss_never_married" in text  # the PID-weighted step ran
     assert "test AUC income_50k: 0." in text and "test AUC never_married: 0." in text
