@@ -9,6 +9,7 @@ def test_train_prints_aucs_and_saves(tmp_path, capsys):
                      "--model-args", '{"bottom_units": [16], "tower_units": [8]}', "--output", str(out)]) == 0
     text = capsys.readouterr().out
     assert "test AUC income_50k: 0." in text and "test AUC never_married: 0." in text
+    assert "best epoch 1 of 1" in text  # early stopping on the validation split; --epochs is the cap
     assert out.exists()
 
 
