@@ -270,7 +270,7 @@ class FeatureSpec:
         min_frequency: int = 1,
         numeric_buckets: int = 0,
         log_skew_threshold: float = 2.0,
-        numeric_encoding: str = SCALAR,
+        numeric_encoding: str = PLE,
         numeric_bins: int = 16,
         bins: str = "quantile",
     ) -> FeatureSpec:
@@ -284,7 +284,8 @@ class FeatureSpec:
         ``numeric_buckets > 0`` adds quantile buckets as an embedded field.
 
         ``numeric_encoding`` (``"scalar"``, ``"ple"`` or ``"periodic"``) is how every
-        numeric column is embedded (see :class:`NumericFeature`). PLE edges are
+        numeric column is embedded (see :class:`NumericFeature`). The default, PLE, won
+        the tabular benchmark (``bench/results/tabular.md``). PLE edges are
         ``numeric_bins`` bins: quantiles of the column (``bins="quantile"``) or the
         split points of a decision tree fitted to the first label (``bins="tree"``,
         target-aware). A column with fewer than two distinct values stays scalar.
