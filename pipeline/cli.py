@@ -129,7 +129,7 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
     training = TrainingConfig(
         model=args.model, model_kwargs=json.loads(args.model_kwargs),
         tasks=args.tasks.split(",") if args.tasks else None,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
         distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed)
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
@@ -206,7 +206,9 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--model", default="mmoe", help="registered tfmtl model (mmoe, ple, esmm, fsmd, ...)")
     model.add_argument("--model-kwargs", default="{}", help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
     model.add_argument("--tasks", help="comma-separated label names (default: all labels; ESMM: click,conversion)")
-    model.add_argument("--epochs", type=int, default=1)
+    model.add_argument("--epochs", type=int, default=3, help="epoch cap (early stopping on the eval split's loss)")
+    model.add_argument("--patience", type=int, default=1, help="epochs without eval improvement before stopping "
+                                                               "(0: run every epoch)")
     model.add_argument("--batch-size", type=int, default=256)
     model.add_argument("--learning-rate", type=float, default=1e-3)
     model.add_argument("--train-steps", type=int, help="train steps in total (default: --epochs passes)")

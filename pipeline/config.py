@@ -32,6 +32,9 @@ class TrainingConfig:
       tasks: label names to train (default: all labels of the spec; ESMM: [click, conversion]).
       epochs, batch_size, learning_rate: the fit; with ``train_steps`` set (TFX
         ``TrainArgs``) the data repeats and each epoch is ``train_steps / epochs`` steps.
+        ``epochs`` is a cap: training stops when the eval split's loss has not improved
+        for ``patience`` epochs and keeps the best epoch's weights (``patience=0``:
+        no early stopping, all ``epochs`` run). The cap of 3 keeps ``make demo`` short.
       distribution: ``auto`` (MultiWorkerMirrored when TF_CONFIG names several
         workers, Mirrored when GPUs are present, else the default strategy),
         ``mirrored`` (all GPUs, or all logical CPUs when there is no GPU),
@@ -47,7 +50,8 @@ class TrainingConfig:
     model: str = "mmoe"
     model_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tasks: Sequence[str] | None = None
-    epochs: int = 1
+    epochs: int = 3
+    patience: int = 1
     batch_size: int = 256
     learning_rate: float = 1e-3
     distribution: str = "auto"
@@ -65,6 +69,8 @@ class TrainingConfig:
                              f"got {self.mixed_precision!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "weighting_args", dict(self.weighting_args))
         if self.weighting not in WEIGHTINGS:

@@ -56,12 +56,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                               EVAL_BATCH_SIZE, shuffle=False, repeat=False)
         chief = is_chief(strategy)
         model_run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="tfmtl-worker-")
+        callbacks = [keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)]
+        if training.patience:
+            # Train to convergence: stop when the eval loss stops improving, keep the best epoch's weights.
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=training.patience,
+                                                           restore_best_weights=True))
         history = model.fit(
             train, epochs=training.epochs,
             steps_per_epoch=math.ceil(train_steps / training.epochs) if train_steps else None,
-            validation_data=evaluation, validation_steps=fn_args.eval_steps,
-            callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)],
-            verbose=2)
+            validation_data=evaluation, validation_steps=fn_args.eval_steps, callbacks=callbacks, verbose=2)
         # Every task saves (saving may need the other workers); only the chief's copy is the model.
         serving_dir = fn_args.serving_model_dir if chief else os.path.join(model_run_dir, "serving")
         model.save(os.path.join(model_run_dir, KERAS_MODEL_FILE))
@@ -139,5 +142,8 @@ def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, 
     report = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
               "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
               "history": {name: [float(v) for v in values] for name, values in history.items()}}
+    losses = report["history"].get("val_loss")
+    if losses:  # the epoch whose weights were kept (with early stopping) and how many ran
+        report["best_epoch"], report["epochs_run"] = losses.index(min(losses)) + 1, len(losses)
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(report, indent=1))

@@ -20,6 +20,17 @@ Where the statistics come from (``custom_config["statistics"]``):
   boundaries, hashing, labels) still comes from the spec; the Trainer rebuilds the
   spec from the analyzer output (:func:`fitted_spec`) so embedding sizes match. On
   the same rows the two modes agree on vocabulary sets, means and variances.
+  Numeric features with a ``"ple"`` or ``"periodic"`` encoding keep the spec's mean
+  and variance in both modes (see below).
+
+Numeric encodings (PLE, periodic) are not computed here: the graph emits the same
+standardised value for every numeric feature, and the model's own layers embed it
+(``tfmtl.layers.numeric``), with the PLE bin edges from the spec moved onto the
+standardised scale by the spec's mean and variance. One implementation serves
+``model.fit``, the pipeline model and the exported signatures, so they cannot skew;
+re-estimating the edges with ``tft.quantiles`` would give a second set of edges that
+differs from the spec's (approximate quantiles), which is why the edges, and the
+statistics that place them, are facts of the spec.
 
 Raw values are coerced by the spec's dtype whatever type the ExampleGen inferred
 (CSV ints for numeric columns, Parquet strings, ...), and leading spaces are dropped
@@ -41,7 +52,7 @@ import tensorflow_transform as tft
 from pandas._libs.parsers import STR_NA_VALUES  # pandas' default na_values (stable since pandas 1.0)
 
 from tfmtl.features import BUCKET_SUFFIX, CategoricalFeature, FeatureSpec, Label, NumericFeature
-from tfmtl.features.spec import INT64
+from tfmtl.features.spec import INT64, SCALAR
 
 SPEC_KEY = "spec"
 STATISTICS_KEY = "statistics"
@@ -206,8 +217,10 @@ def _numeric_values(features: list[NumericFeature], columns: dict, analyzers: bo
     missing = tf.math.is_nan(raw)
     logged = tf.where(tf.constant([f.log for f in features]), tf.math.log1p(tf.maximum(raw, 0.0)), raw)
     if analyzers:
-        moments = [_moments(f.name, value, gap) for f, value, gap in
-                   zip(features, tf.unstack(logged, axis=1), tf.unstack(missing, axis=1))]
+        # Embedded encodings keep the spec's statistics: their bin edges are placed with them.
+        moments = [_moments(f.name, value, gap) if f.encoding == SCALAR else
+                   (tf.constant(f.mean, tf.float32), tf.constant(f.std, tf.float32))
+                   for f, value, gap in zip(features, tf.unstack(logged, axis=1), tf.unstack(missing, axis=1))]
         means, stds = tf.stack([m for m, _ in moments]), tf.stack([s for _, s in moments])
     else:
         means = tf.constant([f.mean for f in features], tf.float32)

@@ -9,6 +9,7 @@ def test_train_prints_aucs_and_saves(tmp_path, capfd):
                      "--model-args", '{"bottom_units": [16], "tower_units": [8]}', "--output", str(out)]) == 0
     terminal = capfd.readouterr()
     assert "test AUC income_50k: 0." in terminal.out and "test AUC never_married: 0." in terminal.out
+    assert "best epoch 1 of 1" in terminal.out  # early stopping on the validation split; --epochs is the cap
     assert f"full log: {log}" in terminal.out and terminal.err == ""
     assert out.exists() and log.exists()
 

@@ -1,6 +1,6 @@
 """``tfmtl``: train any registered model with ``model.fit`` and print per-task test AUC.
 
-    tfmtl train --model mmoe --epochs 1                       # bundled census data
+    tfmtl train --model mmoe                                  # bundled census data, to convergence
     tfmtl train --model ple --rows 20000 --output ple.keras --model-args '{"num_levels": 1}'
     tfmtl train --model shared_bottom --train-csv tr.csv --test-csv te.csv --label clicked --label bought
     tfmtl train --model mmoe --weighting pid --accuracy-objective income_50k --pid-set-point 0.3
@@ -29,11 +29,18 @@ def _load(args):
         if not args.label:
             raise SystemExit("--train-csv needs at least one --label (a 0/1 column)")
         train = pd.read_csv(args.train_csv, nrows=args.rows)
-        test = pd.read_csv(args.test_csv, nrows=args.rows) if args.test_csv else train.sample(frac=0.2, random_state=1)
+        if args.test_csv:
+            test = pd.read_csv(args.test_csv, nrows=args.rows)
+        else:
+            test = train.sample(frac=0.2, random_state=1)
+            train = train.drop(test.index)
+        # Early stopping watches a validation slice of the training rows, never the test rows.
+        validation = train.sample(frac=0.1, random_state=args.seed)
+        train = train.drop(validation.index)
         spec = FeatureSpec.from_dataframe(train, labels=args.label, embedding_dim=args.embedding_dim)
-        return train, test, spec
+        return train, validation, test, spec
     splits = census.load_census(nrows=args.rows, embedding_dim=args.embedding_dim)
-    return splits.train, splits.test, splits.spec
+    return splits.train, splits.validation, splits.test, splits.spec
 
 
 def train(args) -> dict:
@@ -45,7 +52,7 @@ def train(args) -> dict:
     from tfmtl.training import base_model, with_weighting
 
     keras.utils.set_random_seed(args.seed)
-    train_df, test_df, spec = _load(args)
+    train_df, validation_df, test_df, spec = _load(args)
     model = build_model(args.model, spec, args.tasks, **json.loads(args.model_args))
     try:
         model = with_weighting(model, args.weighting, accuracy_objective=args.accuracy_objective,
@@ -57,15 +64,22 @@ def train(args) -> dict:
     weighted = "" if base is model else f" ({args.weighting} loss weighting)"
     print(f"{base.name}{weighted}: {base.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
     start = time.perf_counter()
-    model.fit(train_df, epochs=args.epochs, batch_size=args.batch_size, verbose=2)
+    # Train to convergence: stop when the validation loss has not improved for --patience
+    # epochs and keep the best epoch's weights; --epochs is only a cap.
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
+    history = model.fit(train_df, validation_data=validation_df, epochs=args.epochs, batch_size=args.batch_size,
+                        callbacks=[stop], verbose=2)
     seconds = time.perf_counter() - start
+    losses = history.history["val_loss"]
+    best = min(range(len(losses)), key=losses.__getitem__) + 1
+    print(f"best epoch {best} of {len(losses)} (validation loss {losses[best - 1]:.4f}); its weights are kept")
     predictions = model.predict(test_df, verbose=0)
     aucs = {}
     for output, label in base.label_map.items():
         aucs[output] = float(roc_auc_score(spec.label_array(test_df, label).ravel(), predictions[output].ravel()))
     for output, auc in aucs.items():
         print(f"test AUC {output}: {auc:.4f}")
-    print(f"trained in {seconds:.0f}s ({len(train_df) * args.epochs / seconds:,.0f} examples/s)")
+    print(f"trained in {seconds:.0f}s ({len(train_df) * len(losses) / seconds:,.0f} examples/s)")
     if args.output:
         model.save(args.output)
         print(f"saved {args.output}")
@@ -91,8 +105,10 @@ def main(argv=None) -> int:
     fit.add_argument("--train-csv", default=None, help="your own training CSV (default: bundled census)")
     fit.add_argument("--test-csv", default=None)
     fit.add_argument("--label", action="append", help="a 0/1 label column of --train-csv (repeatable)")
-    fit.add_argument("--epochs", type=int, default=2)
-    fit.add_argument("--batch-size", type=int, default=256)
+    fit.add_argument("--epochs", type=int, default=30, help="epoch cap; training stops earlier when the "
+                                                             "validation loss stops improving")
+    fit.add_argument("--patience", type=int, default=2, help="epochs without validation improvement before stopping")
+    fit.add_argument("--batch-size", type=int, default=512)
     fit.add_argument("--learning-rate", type=float, default=1e-3)
     fit.add_argument("--embedding-dim", type=int, default=4)
     fit.add_argument("--seed", type=int, default=0)

@@ -63,7 +63,7 @@ def test_run_fn_trains_and_exports_every_signature(trained):
         "serving_default", "serving_tf_example", "classify_income_50k", "classify_never_married",
         "regress_income_50k", "regress_never_married", EVAL_SIGNATURE, EVAL_FEATURES_SIGNATURE}
     report = _report(trained)
-    assert report["replicas"] == 1 and len(report["history"]["loss"]) == 1
+    assert report["replicas"] == 1 and len(report["history"]["loss"]) == report["epochs_run"]
     assert os.path.isdir(os.path.join(trained.model_run_dir, "train"))  # TensorBoard logs
     assert os.path.exists(os.path.join(trained.serving_model_dir, "assets.extra", "tf_serving_warmup_requests"))
 
@@ -189,3 +189,13 @@ def test_pid_weighting_from_the_config(transform_output, tmp_path):
     assert {"serving_default", "classify_income_50k"} <= set(loaded.signatures)
     with pytest.raises(ValueError, match="weighting must be one of"):
         TrainingConfig("mmoe", weighting="bogus")
+
+
+def test_training_stops_early_and_reports_the_kept_epoch(trained):
+    """The default TrainingConfig trains to convergence: at most 3 epochs, best eval-loss epoch kept."""
+    report = _report(trained)
+    losses = report["history"]["val_loss"]
+    assert 1 <= report["epochs_run"] == len(losses) <= TrainingConfig().epochs == 3
+    assert report["best_epoch"] == losses.index(min(losses)) + 1
+    with pytest.raises(ValueError, match="patience"):
+        TrainingConfig(patience=-1)

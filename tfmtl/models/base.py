@@ -20,9 +20,12 @@ import tensorflow as tf
 from tfmtl._keras import keras, without_autograph
 from tfmtl.features import FeaturePreprocessing, FeatureSpec, SpecError, dataframe_to_dataset, feature_inputs
 from tfmtl.layers import ESMMHead, FactorizationMachine, FieldEmbedding, SharedFactorizationMachine
+from tfmtl.layers.dcn import CrossNetwork
+from tfmtl.layers.numeric import PeriodicEmbedding, PiecewiseLinearEmbedding
 from tfmtl.optimizers import default_optimizer
 
 ESMM_OUTPUTS = ("ctr", "cvr", "ctcvr")
+CROSS_MODES = (None, "stacked", "parallel")
 DEFAULT_BATCH_SIZE = 256
 
 
@@ -67,14 +70,23 @@ class MultiTaskModel(keras.Model):
       encoded_inputs: take already-encoded inputs (TFX Transform output)
         instead of raw features.
       embeddings_regularizer: regulariser of the field embeddings (e.g. ``"l2"``).
+      cross: a DCN-v2 cross network (:class:`~tfmtl.layers.dcn.CrossNetwork`) on the
+        input vector: ``"stacked"`` feeds its output to the body (experts, MLP)
+        instead of the input vector; ``"parallel"`` adds a per-task linear logit of
+        its output beside the body's (DCN-v2's parallel structure). ``None``: none.
+      cross_layers: number of cross layers.
+      cross_projection_dim: rank of the low-rank cross kernels (``None``: full rank).
     """
 
     esmm_head = False
 
     def __init__(self, spec: FeatureSpec | Mapping, tasks: Sequence[str] | None = None, *, fm: bool | str = False,
-                 encoded_inputs: bool = False, embeddings_regularizer=None, name: str | None = None,
+                 encoded_inputs: bool = False, embeddings_regularizer=None, cross: str | None = None,
+                 cross_layers: int = 2, cross_projection_dim: int | None = None, name: str | None = None,
                  **body_config: Any):
         spec = FeatureSpec.coerce(spec)
+        if cross not in CROSS_MODES:
+            raise ValueError(f"{type(self).__name__}: cross must be one of {CROSS_MODES}, got {cross!r}")
         tasks = self._resolve_tasks(spec, tasks)
         inputs = feature_inputs(spec, encoded=encoded_inputs)
         features = _encode(spec, inputs, encoded_inputs, embeddings_regularizer)
@@ -84,7 +96,15 @@ class MultiTaskModel(keras.Model):
             raise SpecError(f"{type(self).__name__}: extra inputs {clash} clash with feature inputs")
         inputs, features.extra = {**inputs, **extra}, extra
         fm = _fm_mode(fm)
+        crossed = None
+        if cross:
+            crossed = CrossNetwork(cross_layers, cross_projection_dim, name="cross")(features.vector)
+            if cross == "stacked":
+                features.vector = crossed
         logits = self.task_logits(features, len(tasks), **body_config)
+        if cross == "parallel":
+            cross_logits = keras.layers.Dense(len(tasks), name="cross_logits")(crossed)
+            logits = keras.layers.Add(name="cross_plus_deep")([logits, cross_logits])
         if fm:
             if features.embeddings is None:
                 raise SpecError(f"fm={fm!r} needs at least one embedded field in the spec")
@@ -100,6 +120,8 @@ class MultiTaskModel(keras.Model):
                              "encoded_inputs": encoded_inputs,
                              "embeddings_regularizer": keras.regularizers.serialize(
                                  keras.regularizers.get(embeddings_regularizer)),
+                             **({"cross": cross, "cross_layers": cross_layers,
+                                 "cross_projection_dim": cross_projection_dim} if cross else {}),
                              **body_config}
 
     # ------------------------------------------------------ for subclasses
@@ -236,15 +258,47 @@ class MultiTaskModel(keras.Model):
 def _encode(spec, inputs, encoded_inputs, embeddings_regularizer) -> EncodedFeatures:
     encoded = FeaturePreprocessing(spec, encoded=encoded_inputs, name="preprocessing")(inputs)
     ids, dense = encoded["ids"], encoded["dense"]
-    parts, embeddings = [], None
+    parts, fields = [], []
     if spec.fields:
-        embeddings = FieldEmbedding(spec.field_sizes, spec.embedding_dim, embeddings_regularizer=embeddings_regularizer,
-                                    name="embedding")(ids)
+        fields.append(FieldEmbedding(spec.field_sizes, spec.embedding_dim,
+                                     embeddings_regularizer=embeddings_regularizer, name="embedding")(ids))
+    fields += _numeric_fields(spec, dense)
+    embeddings = None
+    if fields:
+        embeddings = fields[0] if len(fields) == 1 else keras.layers.Concatenate(axis=1, name="fields")(fields)
         parts.append(keras.layers.Flatten(name="flat_embeddings")(embeddings))
     if spec.numeric:
         parts.append(dense)
     vector = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="input_vector")(parts)
     return EncodedFeatures(ids, dense, embeddings, vector, spec=spec)
+
+
+def _numeric_fields(spec, dense) -> list:
+    """PLE and periodic field embeddings ``[B, K, D]`` of the standardised numeric values.
+
+    They are computed from ``dense``, the standardised values that the Keras and the
+    Transform preprocessing emit identically, with the spec's edges moved onto that
+    scale: one implementation, inside the model, for training and serving.
+    """
+    position = {f.name: i for i, f in enumerate(spec.numeric)}
+    out = []
+    for encoding, layer_name in (("ple", "ple_embedding"), ("periodic", "periodic_embedding")):
+        chosen = [f for f in spec.embedded_numeric if f.encoding == encoding]
+        if not chosen:
+            continue
+        columns = [position[f.name] for f in chosen]
+        if encoding == "ple":
+            layer = PiecewiseLinearEmbedding([f.standardised_edges() for f in chosen], spec.embedding_dim,
+                                             columns=columns, name=layer_name)
+        else:
+            settings = {(f.frequencies, f.sigma) for f in chosen}
+            if len(settings) > 1:
+                raise SpecError(f"periodic features need one (frequencies, sigma), got {sorted(settings)}")
+            frequencies, sigma = settings.pop()
+            layer = PeriodicEmbedding(len(chosen), spec.embedding_dim, frequencies, sigma, columns=columns,
+                                      name=layer_name)
+        out.append(layer(dense))
+    return out
 
 
 def _no_y(y):
