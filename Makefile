@@ -51,7 +51,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench-census: $(STAMP)
-	$(PY) bench/census_table.py --config paper
+	$(PY) -m bench.census_table --config paper
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
