@@ -119,14 +119,16 @@ def test_fresh_venv_with_serving_extra_serves_a_model(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    # Run from outside the checkout: `python -m` puts the working directory on sys.path, and the
-    # editable install's tfmtl.egg-info there would make pip think tfmtl is already installed.
+    # Outside the checkout and without PYTHONPATH (the pipeline runner adds the checkout to it for Beam's
+    # workers): with the editable install's tfmtl.egg-info on sys.path pip would think tfmtl is installed.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--prefer-binary", "-c",
                               os.path.join(REQUIREMENTS, "constraints.txt"), f"{wheel}[serving]"],
-                             capture_output=True, text=True, cwd=str(tmp_path))
+                             capture_output=True, text=True, cwd=str(tmp_path), env=env)
     assert install.returncode == 0, install.stderr[-3000:]
     # A serving host gets the server and the Keras library, not the TFX stack.
-    probe = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True, cwd=str(tmp_path))
+    probe = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, check=True, cwd=str(tmp_path),
+                           env=env)
     assert json.loads(probe.stdout) == {"tfx": False, "apache_beam": False, "uvicorn": True, "tfmtl": True}
 
     base_path = str(tmp_path / "models" / "half")
@@ -134,7 +136,8 @@ def test_fresh_venv_with_serving_extra_serves_a_model(wheel, tmp_path):
     port = _free_port()
     server = subprocess.Popen([str(venv / "bin" / "tfmtl-serving"), "--model_name=half",
                                f"--model_base_path={base_path}", f"--rest_api_port={port}", f"--port={_free_port()}"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path),
+                              env=env)
     try:
         url = f"http://127.0.0.1:{port}/v1/models/half"
         deadline = time.time() + 180
