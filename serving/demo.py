@@ -7,7 +7,7 @@ Starts ``python -m serving`` on 127.0.0.1 (a free port), waits until the model
 is AVAILABLE, reads the signature's input names from the metadata endpoint,
 sends the first ``--rows`` rows of the CSV (those columns only, as JSON
 instances) to ``:predict``, prints each prediction, and shuts the server down.
-Uses the REST API alone: no TensorFlow and no tfmtl in this process.
+Uses the REST API alone: no TensorFlow and no tfmtl model code in this process.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 import pandas as pd
 
 from serving.client import ServingClient, ServingClientError
+from tfmtl.logs import log_tail  # imports no TensorFlow
 
 
 def free_port() -> int:
@@ -94,8 +95,7 @@ def main(argv=None) -> int:
     except BaseException:
         if log:
             log.flush()
-            with open(args.server_log, errors="replace") as f:
-                print("--- last lines of the server log ---\n" + "".join(f.readlines()[-30:]), file=sys.stderr)
+            print(f"--- last lines of the server log ---\n{log_tail(args.server_log)}", file=sys.stderr)
         raise
     finally:
         server.send_signal(signal.SIGTERM)
