@@ -13,7 +13,6 @@ import logging
 from concurrent import futures
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -29,6 +28,7 @@ from serving.errors import InvalidArgument, ServingError, Unimplemented
 from serving.manager import ModelManager
 from serving.servable import Servable
 from serving.service import PredictionService, status_response
+from serving.tensor_proto import to_ndarray, to_tensor_proto
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         if extra:
             raise InvalidArgument(f"Extra input(s) {extra}; the signature's inputs are {list(signature.inputs)}")
         try:
-            inputs = {k: tf.make_ndarray(request.inputs[k]) for k in signature.inputs}
+            inputs = {k: to_ndarray(request.inputs[k]) for k in signature.inputs}
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"input tensor cannot be read: {e}") from None
         outputs = self._service.run(servable, signature, inputs)
@@ -89,7 +89,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         response = predict_pb2.PredictResponse()
         _reply_spec(response.model_spec, servable, signature.key)
         for key in wanted:
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+            response.outputs[key].CopyFrom(to_tensor_proto(outputs[key]))
         return response
 
     @_guard

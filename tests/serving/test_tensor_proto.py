@@ -1,0 +1,59 @@
+"""serving.tensor_proto gives what tf.make_ndarray / tf.make_tensor_proto give, for every dtype a request carries."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from serving.tensor_proto import to_ndarray, to_tensor_proto
+
+ARRAYS = [
+    np.array([[1.5, -2.0], [np.nan, np.inf]], np.float32),
+    np.array([1e300, -0.0], np.float64),
+    np.array([[7]], np.int32),
+    np.array([2**40, -3], np.int64),
+    np.array([True, False, True]),
+    np.array([[b"a", b""], [b"\xff\x00", b"long text"]], object),
+    np.array(3.25, np.float32),  # a scalar
+    np.zeros((0, 4), np.float32),  # an empty batch
+    np.array([1, 2], np.uint8),  # handed to TensorFlow
+    np.array([0.5], np.float16),
+]
+
+
+@pytest.mark.parametrize("array", ARRAYS, ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_round_trip_equals_tensorflow(array):
+    ours, theirs = to_tensor_proto(array), tf.make_tensor_proto(array)
+    np.testing.assert_array_equal(tf.make_ndarray(ours), array)
+    assert ours.dtype == theirs.dtype and ours.tensor_shape == theirs.tensor_shape
+    for proto in (ours, theirs):
+        got, want = to_ndarray(proto), tf.make_ndarray(proto)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+
+
+def test_values_in_repeated_fields_as_clients_write_them():
+    # Clients often fill float_val / string_val instead of tensor_content.
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+    proto.tensor_shape.dim.add(size=2)
+    proto.tensor_shape.dim.add(size=1)
+    proto.float_val.extend([1.0, 2.5])
+    np.testing.assert_array_equal(to_ndarray(proto), np.array([[1.0], [2.5]], np.float32))
+    text = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+    text.tensor_shape.dim.add(size=2)
+    text.string_val.extend([b"x", b"yz"])
+    assert to_ndarray(text).tolist() == [b"x", b"yz"]
+
+
+def test_a_single_value_fills_the_shape_as_in_tensorflow():
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64)
+    proto.tensor_shape.dim.add(size=3)
+    proto.int64_val.append(4)
+    np.testing.assert_array_equal(to_ndarray(proto), [4, 4, 4])
+
+
+def test_content_that_does_not_fit_the_shape_is_an_error():
+    proto = to_tensor_proto(np.array([1.0, 2.0, 3.0], np.float32))
+    proto.tensor_shape.dim[0].size = 4
+    with pytest.raises(ValueError):
+        to_ndarray(proto)
