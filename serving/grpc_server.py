@@ -17,16 +17,20 @@ from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
+    status_pb2,
 )
 
 from serving import examples
+from serving.config import ConfigError
 from serving.errors import InvalidArgument, ServingError, Unimplemented
 from serving.manager import ModelManager
-from serving.servable import Servable
+from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
 from serving.service import PredictionService, status_response
 from serving.tensor_proto import to_ndarray, to_tensor_proto
 
@@ -138,7 +142,43 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
 
     @_guard
     def MultiInference(self, request, context):  # noqa: N802
-        raise Unimplemented("MultiInference is not implemented by this server")
+        # As TF Serving's TensorFlowMultiInferenceRunner: every task names the same model; each
+        # signature once; the same examples feed every task's classify or regress signature.
+        first = request.tasks[0].model_spec if request.tasks else None
+        servable = self._manager.resolve(*_target(first)) if first is not None else self._manager.resolve("")
+        plan = []
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise InvalidArgument("Found ModelSpec with an empty model name.")
+            if task.model_spec.name != first.name:
+                raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            signature = servable.signature(task.model_spec.signature_name)
+            if any(signature.key == done.key for done, _ in plan):
+                raise InvalidArgument(f"Duplicate evaluation of signature: {signature.key}")
+            if task.method_name == CLASSIFY_METHOD:
+                examples.check_classify_signature(signature)
+            elif task.method_name == REGRESS_METHOD:
+                examples.check_regress_signature(signature)
+            else:
+                raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
+            plan.append((signature, task.method_name))
+        serialized = examples.serialized_examples(request.input)
+        if not serialized:
+            raise InvalidArgument("Input is empty")
+        response = inference_pb2.MultiInferenceResponse()
+        for signature, method in plan:
+            outputs = self._service.run(servable, signature, examples.examples_tensor(serialized))
+            result = response.results.add()
+            _reply_spec(result.model_spec, servable, signature.key)
+            if method == CLASSIFY_METHOD:
+                for row in examples.classification_results(outputs, len(serialized)):
+                    classes = result.classification_result.classifications.add()
+                    for label, score in row:
+                        classes.classes.add(label=label, score=score)
+            else:
+                for value in examples.regression_results(outputs, len(serialized)):
+                    result.regression_result.regressions.add(value=value)
+        return response
 
 
 class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -153,7 +193,17 @@ class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @_guard
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
-        raise Unimplemented("HandleReloadConfigRequest is not implemented; use --model_config_file_poll_wait_seconds")
+        # As TF Serving's ModelServiceImpl: a model_config_list replaces the served models (new ones
+        # loaded before the answer, removed ones unloaded). As there, a config file polled with
+        # --model_config_file_poll_wait_seconds is applied again at its next poll.
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise InvalidArgument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                  "Only ModelConfigList is currently supported")
+        try:
+            self._manager.apply_config(request.config)
+        except ConfigError as e:
+            raise InvalidArgument(str(e)) from None
+        return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))
 
 
 def start_grpc_server(manager: ModelManager, service: PredictionService, host: str, port: int, *,

@@ -244,3 +244,44 @@ def test_grpc_errors_carry_tf_serving_codes(stubs):
     with pytest.raises(grpc.RpcError) as info:
         prediction.Predict(request, timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _multi_inference_request(tasks):
+    from tensorflow_serving.apis import inference_pb2
+
+    request = inference_pb2.MultiInferenceRequest()
+    for name, signature, method in tasks:
+        task = request.tasks.add(method_name=method)
+        task.model_spec.name = name
+        task.model_spec.signature_name = signature
+    for x in (20.0, 80.0):
+        request.input.example_list.examples.add().features.feature["x"].float_list.value.append(x)
+    return request
+
+
+def test_grpc_multi_inference_runs_each_task_on_the_same_examples(stubs):
+    prediction, _ = stubs
+    classify, regress = "tensorflow/serving/classify", "tensorflow/serving/regress"
+    response = prediction.MultiInference(_multi_inference_request(
+        [(TWO_VERSIONS, "classify_x_to_y", classify), (TWO_VERSIONS, "regress_x_to_y", regress)]), timeout=30)
+    first, second = response.results
+    assert [c.classes[0].score for c in first.classification_result.classifications] == [12.0, 42.0]
+    assert [r.value for r in second.regression_result.regressions] == [12.0, 42.0]
+    assert (first.model_spec.signature_name, second.model_spec.version.value) == ("classify_x_to_y", 123)
+
+
+@pytest.mark.parametrize("tasks,code,fragment", [
+    ([("half_plus_two", "classify_x_to_y", "tensorflow/serving/classify"),
+      ("half_plus_three", "classify_x_to_y", "tensorflow/serving/classify")], "INVALID_ARGUMENT", "same model name"),
+    ([(TWO_VERSIONS, "regress_x_to_y", "tensorflow/serving/regress")] * 2, "INVALID_ARGUMENT",
+     "Duplicate evaluation of signature: regress_x_to_y"),
+    ([(TWO_VERSIONS, "serving_default", "tensorflow/serving/predict")], "UNIMPLEMENTED",
+     "Unsupported signature method_name: tensorflow/serving/predict"),
+])
+def test_grpc_multi_inference_refuses_what_tf_serving_refuses(stubs, tasks, code, fragment):
+    import grpc
+
+    prediction, _ = stubs
+    with pytest.raises(grpc.RpcError) as info:
+        prediction.MultiInference(_multi_inference_request(tasks), timeout=30)
+    assert info.value.code() == getattr(grpc.StatusCode, code) and fragment in info.value.details()
