@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def decode_instances(instances: Any, inputs: Mapping[str, TensorInfo]) -> dict[s
     keys = list(inputs)
     named = [isinstance(x, dict) and not is_b64(x) for x in instances]
     if len(keys) == 1 and not any(named):
-        per_input = {keys[0]: (instances, [f"instances[{i}]" for i in range(len(instances))])}
+        per_input = {keys[0]: (instances, "instances[{}]")}
     elif len(keys) == 1 and not all(named):
         first_bare = named.index(False)
         raise InvalidArgument(f"instances[{first_bare}] is a bare value but instances[{named.index(True)}] is an "
@@ -89,9 +90,10 @@ def decode_instances(instances: Any, inputs: Mapping[str, TensorInfo]) -> dict[s
                 raise InvalidArgument(f"instances[{i}] must be a JSON object mapping input names to values "
                                       f"(the signature has inputs {keys}), got {json_type(instance)}")
             _check_keys(instance, keys, where=f"instances[{i}]")
-        per_input = {k: ([x[k] for x in instances], [f"instances[{i}][{k!r}]" for i in range(len(instances))])
-                     for k in keys}
-    return {k: _stack_rows(values, paths, inputs[k]) for k, (values, paths) in per_input.items()}
+        # Paths are templates, formatted only when a value is walked (an error or a string input).
+        per_input = {k: ([x[k] for x in instances], "instances[{}][" + repr(k).replace("{", "{{").replace("}", "}}")
+                         + "]") for k in keys}
+    return {k: _stack_rows(values, path, inputs[k]) for k, (values, path) in per_input.items()}
 
 
 def decode_columnar(value: Any, inputs: Mapping[str, TensorInfo]) -> dict[str, np.ndarray]:
@@ -141,7 +143,7 @@ def _bulk_array(value: Any, spec: TensorInfo, kind: str) -> np.ndarray | None:
     np_dtype = spec.dtype.as_numpy_dtype
     if found == "i" or (found == "f" and kind == "float"):
         if kind == "int":
-            info = np.iinfo(np_dtype)
+            info = _iinfo(np_dtype)
             if array.size and (array.min() < info.min or array.max() > info.max):
                 return None  # the walk names the value out of range
             return array.astype(np_dtype)
@@ -156,6 +158,11 @@ def _bulk_array(value: Any, spec: TensorInfo, kind: str) -> np.ndarray | None:
     return None
 
 
+@functools.cache
+def _iinfo(np_dtype) -> np.iinfo:
+    return np.iinfo(np_dtype)
+
+
 def _check_keys(obj: Mapping[str, Any], keys: list[str], *, where: str) -> None:
     missing = [k for k in keys if k not in obj]
     extra = sorted(k for k in obj if k not in keys)
@@ -165,27 +172,32 @@ def _check_keys(obj: Mapping[str, Any], keys: list[str], *, where: str) -> None:
         raise InvalidArgument(f"{where} has unknown input(s) {extra}; the signature's inputs are {keys}")
 
 
-def _stack_rows(values: list, paths: list[str], spec: TensorInfo) -> np.ndarray:
+def _stack_rows(values: list, path_template: str, spec: TensorInfo) -> np.ndarray:
     kind = _kind(spec)
     if kind != "string":
         array = _bulk_array(values, spec, kind)
         if array is not None:
             return array
+    elif all(type(v) is str for v in values):  # one string per instance, the common case
+        array = np.empty(len(values), dtype=object)
+        array[:] = [v.encode("utf-8") for v in values]
+        return array
     leaves: list = []
     first_shape = None
-    for value, path in zip(values, paths):
+    for i, value in enumerate(values):
+        path = path_template.format(i)
         shape = _walk(value, path, kind, leaves)
         if first_shape is None:
             first_shape = shape
         elif shape != first_shape:
-            raise InvalidArgument(f"ragged instances: {path} has shape {list(shape)} but {paths[0]} has shape "
-                                  f"{list(first_shape)}; every instance must have the same shape for input "
+            raise InvalidArgument(f"ragged instances: {path} has shape {list(shape)} but {path_template.format(0)} "
+                                  f"has shape {list(first_shape)}; every instance must have the same shape for input "
                                   f"{spec.key!r}")
-    return _to_array(leaves, (len(values), *first_shape), spec, paths[0])
+    return _to_array(leaves, (len(values), *first_shape), spec, path_template.format(0))
 
 
-def _kind(spec: TensorInfo) -> str:
-    dtype = spec.dtype
+@functools.cache
+def _dtype_kind(dtype: tf.DType) -> str | None:
     if dtype == tf.string:
         return "string"
     if dtype == tf.bool:
@@ -194,7 +206,14 @@ def _kind(spec: TensorInfo) -> str:
         return "float"
     if dtype.is_integer:
         return "int"
-    raise Unimplemented(f"input {spec.key!r} has dtype {spec.dtype_name}, which the JSON API does not support")
+    return None
+
+
+def _kind(spec: TensorInfo) -> str:
+    kind = _dtype_kind(spec.dtype)
+    if kind is None:
+        raise Unimplemented(f"input {spec.key!r} has dtype {spec.dtype_name}, which the JSON API does not support")
+    return kind
 
 
 def _walk(value: Any, path: str, kind: str, leaves: list) -> tuple[int, ...]:
