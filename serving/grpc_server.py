@@ -50,6 +50,20 @@ def _reply_spec(response_spec, servable: Servable, signature_name: str) -> None:
     response_spec.signature_name = signature_name
 
 
+def _fill_classifications(result, outputs, count: int) -> None:
+    """A ClassificationResult from a classify signature's outputs."""
+    for row in examples.classification_results(outputs, count):
+        classes = result.classifications.add()
+        for label, score in row:
+            classes.classes.add(label=label, score=score)
+
+
+def _fill_regressions(result, outputs, count: int) -> None:
+    """A RegressionResult from a regress signature's outputs."""
+    for value in examples.regression_results(outputs, count):
+        result.regressions.add(value=value)
+
+
 def _guard(method):
     """Run an RPC; a ServingError becomes its canonical gRPC status, anything else INTERNAL."""
 
@@ -101,10 +115,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         servable, signature, outputs, count = self._examples(request, examples.check_classify_signature)
         response = classification_pb2.ClassificationResponse()
         _reply_spec(response.model_spec, servable, signature.key)
-        for row in examples.classification_results(outputs, count):
-            result = response.result.classifications.add()
-            for label, score in row:
-                result.classes.add(label=label, score=score)
+        _fill_classifications(response.result, outputs, count)
         return response
 
     @_guard
@@ -112,8 +123,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         servable, signature, outputs, count = self._examples(request, examples.check_regress_signature)
         response = regression_pb2.RegressionResponse()
         _reply_spec(response.model_spec, servable, signature.key)
-        for value in examples.regression_results(outputs, count):
-            response.result.regressions.add(value=value)
+        _fill_regressions(response.result, outputs, count)
         return response
 
     def _examples(self, request, check):
@@ -171,13 +181,9 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
             result = response.results.add()
             _reply_spec(result.model_spec, servable, signature.key)
             if method == CLASSIFY_METHOD:
-                for row in examples.classification_results(outputs, len(serialized)):
-                    classes = result.classification_result.classifications.add()
-                    for label, score in row:
-                        classes.classes.add(label=label, score=score)
+                _fill_classifications(result.classification_result, outputs, len(serialized))
             else:
-                for value in examples.regression_results(outputs, len(serialized)):
-                    result.regression_result.regressions.add(value=value)
+                _fill_regressions(result.regression_result, outputs, len(serialized))
         return response
 
 
