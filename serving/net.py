@@ -43,20 +43,36 @@ def _quick_ack(transport) -> None:
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
-def http_protocol():
-    """uvicorn's h11 protocol, ACKing each received segment at once (TCP_QUICKACK, Linux).
+def http_protocol(parser: str = "auto"):
+    """uvicorn's HTTP/1.1 protocol, ACKing each received segment at once (TCP_QUICKACK, Linux).
 
     Python's http.client (and so requests/urllib3) writes a POST's head and body in
     two sends with Nagle's algorithm on: the body waits until the server ACKs the
     head, and a server in delayed-ACK mode waits up to 40 ms to do so. Setting
     TCP_QUICKACK when data arrives sends that ACK immediately. It is not sticky in
     Linux, hence once per received chunk (one cheap syscall).
-    """
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class QuickAckH11Protocol(H11Protocol):
+    Args:
+      parser: ``"httptools"`` (uvicorn's C parser, the faster one), ``"h11"`` (pure
+        Python) or ``"auto"``: httptools when it is installed (the ``[serving]`` extra
+        installs it), else h11.
+    """
+    if parser not in ("auto", "httptools", "h11"):
+        raise ValueError(f"parser must be 'auto', 'httptools' or 'h11', got {parser!r}")
+    if parser in ("auto", "httptools"):
+        try:
+            from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+        except ImportError:
+            if parser == "httptools":
+                raise
+            parser = "h11"
+    if parser == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class QuickAckProtocol(base):
         def data_received(self, data: bytes) -> None:
             _quick_ack(self.transport)
             super().data_received(data)
 
-    return QuickAckH11Protocol
+    QuickAckProtocol.__name__ = QuickAckProtocol.__qualname__ = f"QuickAck{base.__name__}"
+    return QuickAckProtocol

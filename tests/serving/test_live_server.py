@@ -172,15 +172,16 @@ def test_keep_alive_connections_have_nagle_off(live):
         # http.client sends a POST's head and body in two writes (Nagle on): the server must ACK the
         # head at once or the body waits for its delayed ACK.
         connections = app.state.uvicorn_server.server_state.connections
-        assert all(type(c).__name__ == "QuickAckH11Protocol" for c in connections)
+        assert all(type(c).__name__ == "QuickAckHttpToolsProtocol" for c in connections)  # httptools installed
     finally:
         conn.close()
 
 
-def test_quick_ack_is_set_on_every_received_chunk(monkeypatch):
+@pytest.mark.parametrize("parser,module,base", [("h11", "h11_impl", "H11Protocol"),
+                                                ("httptools", "httptools_impl", "HttpToolsProtocol")])
+def test_quick_ack_is_set_on_every_received_chunk(monkeypatch, parser, module, base):
+    import importlib
     import socket
-
-    from uvicorn.protocols.http.h11_impl import H11Protocol
 
     from serving.net import http_protocol
 
@@ -194,11 +195,20 @@ def test_quick_ack_is_set_on_every_received_chunk(monkeypatch):
         def get_extra_info(self, name):
             return FakeSocket() if name == "socket" else None
 
-    monkeypatch.setattr(H11Protocol, "data_received", lambda self, data: received.append(data))
-    cls = http_protocol()
+    base_class = getattr(importlib.import_module(f"uvicorn.protocols.http.{module}"), base)
+    monkeypatch.setattr(base_class, "data_received", lambda self, data: received.append(data))
+    cls = http_protocol(parser)
+    assert issubclass(cls, base_class)
     protocol = cls.__new__(cls)
     protocol.transport = FakeTransport()
     for chunk in (b"POST / HTTP/1.1\r\n", b"{}"):
         protocol.data_received(chunk)
     assert received == [b"POST / HTTP/1.1\r\n", b"{}"]
     assert calls == [(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)] * 2
+
+
+def test_unknown_parser_is_refused():
+    from serving.net import http_protocol
+
+    with pytest.raises(ValueError, match="parser must be"):
+        http_protocol("fast")
