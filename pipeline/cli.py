@@ -87,9 +87,11 @@ def _run_pipeline(args: argparse.Namespace, name: str, run_dir: str, say) -> int
         failure = f"{type(error).__name__}: {error}"
     summary = summarize(runner.metadata_path(run_dir), name)
     say(f"finished in {time.monotonic() - start:.1f} s\n{summary.format()}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({**summary.to_dict(), "run_dir": run_dir, "failure": failure}, f, indent=1)
+    if args.json:  # written aside, then renamed: a reader never sees half a file
+        partial = f"{args.json}.partial"
+        with open(partial, "w") as f:
+            json.dump({**summary.to_dict(), "run_dir": run_dir, "failure": failure}, f, indent=1, allow_nan=False)
+        os.replace(partial, args.json)
     if failure:
         say(f"FAILED: {failure}")
         return 1

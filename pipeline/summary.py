@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
@@ -35,7 +36,12 @@ class RunSummary:
         return next((c for c in self.components if c.component == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data for JSON: a metric TFMA could not compute as a finite number (e.g. TFMA's
+        binary cross-entropy is NaN once a prediction is exactly 0 or 1) is ``None``."""
+        data = dataclasses.asdict(self)
+        data["metrics"] = {output: {name: value if math.isfinite(value) else None for name, value in metrics.items()}
+                           for output, metrics in self.metrics.items()}
+        return data
 
     def format(self) -> str:
         lines = [f"pipeline {self.pipeline_name}, run {self.run_id}", f"  {'component':<32} {'state':<8} {'time':>8}"]
@@ -112,6 +118,7 @@ def evaluation_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
     result = tfma.load_eval_result(evaluation_uri)
     for slice_key, metrics in result.slicing_metrics:
         if slice_key == ():
-            return {output: {name: value["doubleValue"] for name, value in by_key[""].items() if "doubleValue" in value}
-                    for output, by_key in metrics.items()}
+            # TFMA's JSON form writes non-finite doubles as the strings "NaN", "Infinity", "-Infinity".
+            return {output: {name: float(value["doubleValue"]) for name, value in by_key[""].items()
+                             if "doubleValue" in value} for output, by_key in metrics.items()}
     return {}
