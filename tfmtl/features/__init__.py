@@ -8,7 +8,7 @@ from tfmtl.features.preprocessing import (
     feature_inputs,
     serving_signature,
 )
-from tfmtl.features.spec import CategoricalFeature, FeatureSpec, Label, NumericFeature, SpecError
+from tfmtl.features.spec import CategoricalFeature, FeatureSpec, Label, ListFeature, NumericFeature, SpecError
 
 __all__ = [
     "BUCKET_SUFFIX",
@@ -16,6 +16,7 @@ __all__ = [
     "FeaturePreprocessing",
     "FeatureSpec",
     "Label",
+    "ListFeature",
     "NumericFeature",
     "SpecError",
     "batch_arrays",
