@@ -95,3 +95,51 @@ def test_bad_list_columns_name_the_column():
         FeatureSpec.from_dataframe(frame(), ["clicked"], shared_embeddings={"item": "history"})
     with pytest.raises(SpecError, match="'history' shares 'nope', which must be a categorical"):
         FeatureSpec.from_dataframe(frame(), ["clicked"], shared_embeddings={"history": "nope"})
+
+
+# ------------------------------------------------------------ tensors and preprocessing
+def test_fit_list_pads_truncates_and_drops_pad_tokens_in_every_form():
+    import tensorflow as tf
+
+    from tfmtl.features import fit_list
+
+    feature = ListFeature("h", 3, vocabulary=("a",))
+    wide = tf.constant([["a", "", "b", "c", "d", ""], ["", "", "", "", "", ""], ["e", "", "", "", "", ""]])
+    expected = [[b"b", b"c", b"d"], [b"", b"", b""], [b"e", b"", b""]]
+    assert fit_list(wide, feature).numpy().tolist() == expected
+    ragged = tf.ragged.constant([["a", "b", "c", "d"], [], ["e"]])
+    assert fit_list(ragged, feature).numpy().tolist() == expected
+    assert fit_list(ragged.to_sparse(), feature).numpy().tolist() == expected
+    narrow = tf.constant([[7], [-1]], tf.int64)
+    assert fit_list(narrow, ListFeature("g", 2, vocabulary=(7,), dtype="int64")).numpy().tolist() == [[7, -1],
+                                                                                                       [-1, -1]]
+
+
+def test_preprocessing_gives_list_ids_with_padding_minus_one():
+    from tfmtl.features import FeaturePreprocessing
+
+    spec = FeatureSpec((CategoricalFeature("item", vocabulary=("a", "b")),
+                        ListFeature("history", 3, shares="item"),
+                        ListFeature("genres", 2, vocabulary=(5, 6), dtype="int64", pooling="max")))
+    out = FeaturePreprocessing(spec)({"item": np.array(["b", "q"]),
+                                      "history": np.array([["a", "zz", "b", "b"], ["", "", "", ""]]),
+                                      "genres": np.array([[6, 9], [-1, -1]])})
+    assert out["ids"].numpy().tolist() == [[2], [0]]
+    assert out["lists"]["history"].numpy().tolist() == [[0, 2, 2], [-1, -1, -1]]  # item's ids; zz is OOV
+    assert out["lists"]["genres"].numpy().tolist() == [[2, 0], [-1, -1]]
+    encoded = FeaturePreprocessing(spec, encoded=True)({"item": np.array([2]), "history": np.array([[1, -1, -1]]),
+                                                        "genres": np.array([[1, 2]])})
+    assert encoded["lists"]["history"].numpy().tolist() == [[1, -1, -1]]
+
+
+def test_dataset_batches_list_columns_in_order_and_shuffled():
+    from tfmtl.features import dataframe_to_dataset
+
+    df = frame()
+    spec = FeatureSpec.from_dataframe(df, ["clicked"], list_length_quantile=0.8)
+    batches = list(dataframe_to_dataset(spec, df, {"clicked": "clicked"}, batch_size=2))
+    assert [b[0]["history"].shape.as_list() for b in batches] == [[2, 3], [2, 3], [1, 3]]
+    assert batches[1][0]["history"].numpy().tolist() == [[b""] * 3, [b"b", b"c", b"d"]]
+    shuffled = list(dataframe_to_dataset(spec, df, {"clicked": "clicked"}, batch_size=5, shuffle=True, seed=1))
+    rows = sorted(map(tuple, shuffled[0][0]["genres"].numpy().tolist()))
+    assert rows == sorted(map(tuple, spec.feature_arrays(df)["genres"].tolist()))

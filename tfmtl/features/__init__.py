@@ -6,6 +6,7 @@ from tfmtl.features.preprocessing import (
     FeaturePreprocessing,
     encoded_names,
     feature_inputs,
+    fit_list,
     serving_signature,
 )
 from tfmtl.features.spec import CategoricalFeature, FeatureSpec, Label, ListFeature, NumericFeature, SpecError
@@ -23,5 +24,6 @@ __all__ = [
     "dataframe_to_dataset",
     "encoded_names",
     "feature_inputs",
+    "fit_list",
     "serving_signature",
 ]
