@@ -143,3 +143,11 @@ def test_dataset_batches_list_columns_in_order_and_shuffled():
     shuffled = list(dataframe_to_dataset(spec, df, {"clicked": "clicked"}, batch_size=5, shuffle=True, seed=1))
     rows = sorted(map(tuple, shuffled[0][0]["genres"].numpy().tolist()))
     assert rows == sorted(map(tuple, spec.feature_arrays(df)["genres"].tolist()))
+
+
+def test_parquet_path_refuses_list_features_clearly(tmp_path):
+    from tfmtl.features.parquet import parquet_to_dataset
+
+    spec = FeatureSpec((ListFeature("tags", 2, vocabulary=("x",)),))
+    with pytest.raises(SpecError, match=r"parquet_to_dataset does not read list features \['tags'\]"):
+        parquet_to_dataset(spec, tmp_path / "none.parquet")
