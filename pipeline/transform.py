@@ -265,9 +265,10 @@ def _list_ids(spec: FeatureSpec, feature: ListFeature, x, na_values: tuple[str, 
     if owner.hash_buckets is not None:
         ids = tf.strings.to_hash_bucket_fast(strings, owner.hash_buckets)
     else:
-        keys = tf.constant([str(v) for v in owner.vocabulary] or [_SEPARATOR], tf.string)
-        initializer = tf.lookup.KeyValueTensorInitializer(
-            keys, tf.range(1, tf.size(keys, out_type=tf.int64) + 1) * (1 if owner.vocabulary else 0))
+        # Python constants: the Transform's SavedModel cannot capture a computed table initializer.
+        keys = [str(v) for v in owner.vocabulary] or [_SEPARATOR]  # an empty vocabulary: everything is OOV
+        ids = list(range(1, len(owner.vocabulary) + 1)) or [0]
+        initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(ids, tf.int64))
         ids = tf.lookup.StaticHashTable(initializer, default_value=0).lookup(strings)
     return tf.where(tf.not_equal(raw, feature.pad), ids, tf.constant(-1, tf.int64))
 
