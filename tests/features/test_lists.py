@@ -151,3 +151,18 @@ def test_parquet_path_refuses_list_features_clearly(tmp_path):
     spec = FeatureSpec((ListFeature("tags", 2, vocabulary=("x",)),))
     with pytest.raises(SpecError, match=r"parquet_to_dataset does not read list features \['tags'\]"):
         parquet_to_dataset(spec, tmp_path / "none.parquet")
+
+
+def test_hashed_lists_lists_sharing_a_list_and_an_empty_vocabulary():
+    from tfmtl.features import FeaturePreprocessing
+
+    spec = FeatureSpec((ListFeature("tags", 3, hash_buckets=7),
+                        ListFeature("more_tags", 2, shares="tags"),
+                        ListFeature("empty", 2, vocabulary=())))
+    assert [f.name for f in spec.list_tables] == ["tags", "empty"] and spec.feature("empty").num_ids == 1
+    out = FeaturePreprocessing(spec)({"tags": np.array([["x", "y", ""]]), "more_tags": np.array([["y", "x"]]),
+                                      "empty": np.array([["q", ""]])})["lists"]
+    tags, more = out["tags"].numpy()[0].tolist(), out["more_tags"].numpy()[0].tolist()
+    assert tags[2] == -1 and 0 <= min(tags[:2]) and max(tags) < 7
+    assert more == tags[:2][::-1]  # the same hashing: y, x
+    assert out["empty"].numpy().tolist() == [[0, -1]]  # everything OOV, padding still -1

@@ -171,6 +171,8 @@ def _make_lookup(feature) -> keras.layers.Layer:
         return keras.layers.Discretization(bin_boundaries=list(feature.boundaries), name=f"bucketize_{feature.name}")
     if feature.hash_buckets is not None:
         return keras.layers.Hashing(num_bins=feature.hash_buckets, name=f"hash_{feature.name}")
+    if not feature.vocabulary:  # e.g. a list column whose training lists were all empty: everything is OOV
+        return keras.layers.Hashing(num_bins=1, name=f"oov_{feature.name}")
     if feature.dtype == INT64:
         return keras.layers.IntegerLookup(vocabulary=list(feature.vocabulary), num_oov_indices=1,
                                           mask_token=None, name=f"lookup_{feature.name}")

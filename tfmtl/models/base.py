@@ -53,8 +53,9 @@ def _fm_mode(fm) -> str | None:
 
 
 class EncodedFeatures:
-    """What a model body sees: ids ``[B, F]``, dense ``[B, N]``, embeddings ``[B, F, D]``
-    (``None`` without fields) and ``vector``, their concatenation ``[B, F*D + N]``;
+    """What a model body sees: ids ``[B, F]``, dense ``[B, N]``, embeddings ``[B, F', D]``
+    (``None`` without fields; the F id fields first, then embedded numerics, pooled lists
+    and history-attention interest vectors) and ``vector``, their concatenation ``[B, F'*D + N]``;
     ``spec`` (to find a field by name) and ``extra``, the non-spec inputs a model
     declares in :meth:`MultiTaskModel.extra_inputs` (``{}`` by default)."""
 
