@@ -75,12 +75,19 @@ def eval_signatures(model: tf.keras.Model, tft_layer, spec: FeatureSpec, raw_fea
 def to_transform_inputs(raw: Mapping[str, tf.Tensor], raw_feature_spec: RawFeatureSpec) -> dict[str, tf.Tensor]:
     """Spec-typed ``[batch]`` raw features -> the Transform graph's input types and shapes.
 
+    A list feature ``[batch, width]`` (padded with ``""`` / ``-1``) becomes the var-len
+    SparseTensor of its values (the Transform splits string values on ``"|"``, so a
+    CSV-encoded list column in the raw schema takes them too).
+
     A missing float (NaN) becomes an absent value where the raw schema allows
     one (``VarLenFeature``, what ``SchemaGen(infer_feature_shape=False)`` writes).
     """
     inputs = {}
     for name, value in raw.items():
         feature = raw_feature_spec[name]
+        if value.shape.rank == 2:  # a list feature [batch, width]: its non-pad values, var-len
+            inputs[name] = _list_input(value, feature, name)
+            continue
         present = ~tf.math.is_nan(value) if value.dtype.is_floating else tf.ones_like(value, tf.bool)
         value = _cast(tf.where(present, value, tf.zeros_like(value)) if value.dtype.is_floating else value,
                       feature.dtype)
@@ -94,6 +101,16 @@ def to_transform_inputs(raw: Mapping[str, tf.Tensor], raw_feature_spec: RawFeatu
         else:
             raise TypeError(f"raw feature '{name}': {type(feature).__name__} is not supported by the serving glue")
     return inputs
+
+
+def _list_input(value: tf.Tensor, feature, name: str) -> tf.SparseTensor:
+    """A padded raw list ``[batch, width]`` -> the SparseTensor of its non-pad values, as a var-len feature parses."""
+    if not isinstance(feature, tf.io.VarLenFeature):
+        raise TypeError(f"raw feature '{name}' is a list; the raw schema must make it a VarLenFeature, got "
+                        f"{type(feature).__name__}")
+    pad = tf.constant("" if value.dtype == tf.string else -1, value.dtype)
+    real = tf.ragged.boolean_mask(value, tf.not_equal(value, pad))
+    return tf.ragged.map_flat_values(_cast, real, feature.dtype).to_sparse()
 
 
 def _cast(value: tf.Tensor, dtype: tf.DType) -> tf.Tensor:

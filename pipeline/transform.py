@@ -32,6 +32,17 @@ re-estimating the edges with ``tft.quantiles`` would give a second set of edges 
 differs from the spec's (approximate quantiles), which is why the edges, and the
 statistics that place them, are facts of the spec.
 
+List features (:class:`tfmtl.features.ListFeature`) arrive as var-len ``tf.Example``
+features (a SparseTensor ``[batch, n]``), as CSV strings joined with ``"|"``
+(``"a|b|c"``, one value per example), or both: every value is split on
+:data:`LIST_SEPARATOR`, so a list element must not contain it. Elements are cleaned
+like scalar strings (leading spaces dropped, ``na_values`` and ``""`` missing and
+dropped), then fitted to ``max_length`` exactly as the Keras path fits them
+(:func:`tfmtl.features.fit_list`: the last ``max_length`` values) and looked up in
+the vocabulary of the table the list uses: ``int64 [batch, max_length]`` ids, ``-1``
+at padding. List features need ``"spec"`` statistics (their vocabularies are not
+re-estimated by analyzers yet).
+
 Raw values are coerced by the spec's dtype whatever type the ExampleGen inferred
 (CSV ints for numeric columns, Parquet strings, ...), and leading spaces are dropped
 from strings: the census CSV has a space after every comma, which the Keras path
@@ -51,7 +62,16 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from pandas._libs.parsers import STR_NA_VALUES  # pandas' default na_values (stable since pandas 1.0)
 
-from tfmtl.features import BUCKET_SUFFIX, CategoricalFeature, FeatureSpec, Label, NumericFeature
+from tfmtl.features import (
+    BUCKET_SUFFIX,
+    CategoricalFeature,
+    FeatureSpec,
+    Label,
+    ListFeature,
+    NumericFeature,
+    SpecError,
+    fit_list,
+)
 from tfmtl.features.spec import INT64, SCALAR
 
 SPEC_KEY = "spec"
@@ -64,6 +84,7 @@ SPEC_STATISTICS, ANALYZER_STATISTICS = "spec", "analyzers"
 _VOCABULARY_PREFIX = "vocabulary_"
 _MEAN_PREFIX, _VARIANCE_PREFIX = "mean__", "variance__"
 _SEPARATOR = "\x1f"  # between a column's index and its value in the one vocabulary table
+LIST_SEPARATOR = "|"  # between the values of a CSV-encoded list cell
 
 
 def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]) -> dict[str, tf.Tensor]:
@@ -76,7 +97,12 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     spec = FeatureSpec.from_config(custom_config[SPEC_KEY])
     analyzers = custom_config.get(STATISTICS_KEY, SPEC_STATISTICS) == ANALYZER_STATISTICS
     na_values = tuple(custom_config.get(NA_VALUES_KEY) or ("",))
-    columns = _clean_strings({name: _scalar(inputs[name]) for name in spec.feature_names}, na_values)
+    if spec.lists and analyzers:
+        raise SpecError(f"list features {[f.name for f in spec.lists]} need statistics='spec' in the Transform "
+                        "(their vocabularies are not re-estimated by analyzers)")
+    list_names = {f.name for f in spec.lists}
+    columns = _clean_strings({name: _scalar(inputs[name]) for name in spec.feature_names if name not in list_names},
+                             na_values)
     # Labels apart: serving has no label columns, and a feature must not depend on one
     # (the Transform layer drops every output whose inputs are missing).
     targets = [label.column for label in spec.labels] + [spec.weight_column]
@@ -85,6 +111,8 @@ def preprocessing_fn(inputs: Mapping[str, Any], custom_config: Mapping[str, Any]
     outputs: dict[str, tf.Tensor] = {}
     outputs.update(_categorical_ids(spec.categorical, columns, analyzers))
     outputs.update(_numeric_values(spec.numeric, columns, analyzers))
+    for feature in spec.lists:
+        outputs[feature.name] = _list_ids(spec, feature, inputs[feature.name], na_values)
     for label in spec.labels:
         if label.column in columns:  # absent at serving time: the TFT layer prunes these outputs
             outputs[label.name] = _label(label, *columns[label.column])
@@ -206,6 +234,43 @@ def _analyzer_ids(feature: CategoricalFeature, key: tf.Tensor, present: tf.Tenso
     vocabulary = tft.vocabulary(tf.boolean_mask(strings, present), vocab_filename=_VOCABULARY_PREFIX + feature.name)
     ids = tft.apply_vocabulary(strings, vocabulary, default_value=-1) + 1
     return tf.where(present, tf.cast(ids, tf.int64), tf.constant(0, tf.int64))
+
+
+def _list_values(x: tf.Tensor | tf.SparseTensor, feature: ListFeature, na_values: tuple[str, ...]) -> tf.RaggedTensor:
+    """A raw list column -> ``[batch, None]`` values in the spec's dtype, missing elements dropped."""
+    if isinstance(x, tf.SparseTensor):
+        values = tf.RaggedTensor.from_sparse(x)
+    else:
+        x = tf.convert_to_tensor(x)
+        values = tf.RaggedTensor.from_tensor(tf.reshape(x, [tf.shape(x)[0], -1]))
+    if values.dtype == tf.string:
+        # Split every value on the separator: a CSV cell "a|b" and var-len ["a", "b"] give the same list.
+        values = tf.strings.split(values, LIST_SEPARATOR).merge_dims(1, 2)
+        values = tf.ragged.map_flat_values(strip_leading_spaces, values)
+        missing = tf.strings.regex_full_match(values, "|".join(re.escape(na) for na in na_values))
+        values = tf.ragged.boolean_mask(values, ~missing & tf.not_equal(values, ""))
+        if feature.dtype == INT64:
+            return tf.ragged.map_flat_values(tf.strings.to_number, values, tf.int64)
+        return values
+    if feature.dtype == INT64:
+        return tf.cast(values, tf.int64)
+    return tf.ragged.map_flat_values(tf.strings.as_string, values)
+
+
+def _list_ids(spec: FeatureSpec, feature: ListFeature, x, na_values: tuple[str, ...]) -> tf.Tensor:
+    """``int64 [batch, max_length]`` ids of the list's table (its own or the shared one), ``-1`` at padding."""
+    raw = fit_list(_list_values(x, feature, na_values), feature)
+    owner = spec.table_owner(feature)
+    strings = raw if raw.dtype == tf.string else tf.strings.as_string(raw)
+    if owner.hash_buckets is not None:
+        ids = tf.strings.to_hash_bucket_fast(strings, owner.hash_buckets)
+    else:
+        # Python constants: the Transform's SavedModel cannot capture a computed table initializer.
+        keys = [str(v) for v in owner.vocabulary] or [_SEPARATOR]  # an empty vocabulary: everything is OOV
+        ids = list(range(1, len(owner.vocabulary) + 1)) or [0]
+        initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.constant(ids, tf.int64))
+        ids = tf.lookup.StaticHashTable(initializer, default_value=0).lookup(strings)
+    return tf.where(tf.not_equal(raw, feature.pad), ids, tf.constant(-1, tf.int64))
 
 
 def _numeric_values(features: list[NumericFeature], columns: dict, analyzers: bool) -> dict[str, tf.Tensor]:

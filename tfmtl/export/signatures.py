@@ -37,7 +37,7 @@ def build_signatures(raw_fn: RawFn, spec: FeatureSpec, outputs: Sequence[str] | 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def from_examples(serialized):
         parsed = tf.io.parse_example(serialized, example_features)
-        return predict({name: tf.cast(parsed[name], ts.dtype) for name, ts in raw_signature.items()})
+        return predict({name: tf.cast(_dense(parsed[name], ts.dtype), ts.dtype) for name, ts in raw_signature.items()})
 
     def tf_example(examples):
         return from_examples(examples)
@@ -97,9 +97,22 @@ def _regressor(from_examples, name: str):
     return regress
 
 
-def _example_features(spec: FeatureSpec) -> dict[str, tf.io.FixedLenFeature]:
-    """``tf.io.parse_example`` features; a missing key gets the value a missing raw value gets."""
-    return {name: tf.io.FixedLenFeature([], ts.dtype, default_value=_MISSING.get(ts.dtype, np.nan))
+def _dense(value, dtype: tf.DType) -> tf.Tensor:
+    """A parsed var-len list (ragged) as ``[batch, longest]`` padded with the pad token; others as they are."""
+    if isinstance(value, tf.RaggedTensor):
+        return value.to_tensor(default_value=_MISSING[dtype])
+    return value
+
+
+def _example_features(spec: FeatureSpec) -> dict[str, tf.io.FixedLenFeature | tf.io.RaggedFeature]:
+    """``tf.io.parse_example`` features; a missing key gets the value a missing raw value gets.
+
+    A list feature is var-len (``RaggedFeature``): each example has as many values as
+    it has (none when the key is missing); the model fits them to ``max_length``.
+    """
+    lists = {f.name for f in spec.lists}
+    return {name: tf.io.RaggedFeature(ts.dtype) if name in lists else
+            tf.io.FixedLenFeature([], ts.dtype, default_value=_MISSING.get(ts.dtype, np.nan))
             for name, ts in serving_signature(spec).items()}
 
 

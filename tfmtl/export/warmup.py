@@ -11,7 +11,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfmtl.export.signatures import SERVING_DEFAULT, Extras
-from tfmtl.features import CategoricalFeature, FeatureSpec
+from tfmtl.features import CategoricalFeature, FeatureSpec, ListFeature
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 DEFAULT_WARMUP_RECORDS = 10
@@ -72,7 +72,9 @@ def _made_up_rows(spec: FeatureSpec, count: int) -> dict[str, np.ndarray]:
     """Rows that cycle through each vocabulary and hold numerics at their mean."""
     rows = {}
     for feature in spec.features:
-        if isinstance(feature, CategoricalFeature):
+        if isinstance(feature, ListFeature):
+            rows[feature.name] = _made_up_lists(spec, feature, count)
+        elif isinstance(feature, CategoricalFeature):
             cycle = feature.vocabulary or tuple(range(count))  # hashed: any values do
             column = [cycle[i % len(cycle)] for i in range(count)]
             strings = spec.raw_dtype(feature) == "string"
@@ -80,6 +82,19 @@ def _made_up_rows(spec: FeatureSpec, count: int) -> dict[str, np.ndarray]:
         else:
             mean = np.expm1(feature.mean) if feature.log else feature.mean  # the mean is of log1p(x)
             rows[feature.name] = np.full(count, mean, np.float32)
+    return rows
+
+
+def _made_up_lists(spec: FeatureSpec, feature: ListFeature, count: int) -> np.ndarray:
+    """Row ``i`` holds ``i % (max_length + 1)`` values from the vocabulary (an empty list first), then padding."""
+    owner = spec.table_owner(feature)
+    cycle = owner.vocabulary or tuple(range(feature.max_length))  # hashed: any values do
+    cycle = cycle or (feature.pad,)  # an empty vocabulary: padding only
+    strings = feature.dtype == "string"
+    rows = np.full((count, feature.max_length), feature.pad, object if strings else np.int64)
+    for i in range(count):  # at most MAX_WARMUP_RECORDS rows
+        for j in range(i % (feature.max_length + 1)):
+            rows[i, j] = str(cycle[(i + j) % len(cycle)]) if strings else int(cycle[(i + j) % len(cycle)])
     return rows
 
 

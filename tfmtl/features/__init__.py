@@ -6,9 +6,10 @@ from tfmtl.features.preprocessing import (
     FeaturePreprocessing,
     encoded_names,
     feature_inputs,
+    fit_list,
     serving_signature,
 )
-from tfmtl.features.spec import CategoricalFeature, FeatureSpec, Label, NumericFeature, SpecError
+from tfmtl.features.spec import CategoricalFeature, FeatureSpec, Label, ListFeature, NumericFeature, SpecError
 
 __all__ = [
     "BUCKET_SUFFIX",
@@ -16,11 +17,13 @@ __all__ = [
     "FeaturePreprocessing",
     "FeatureSpec",
     "Label",
+    "ListFeature",
     "NumericFeature",
     "SpecError",
     "batch_arrays",
     "dataframe_to_dataset",
     "encoded_names",
     "feature_inputs",
+    "fit_list",
     "serving_signature",
 ]

@@ -61,6 +61,10 @@ def parquet_to_dataset(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if spec.lists:
+        raise SpecError(f"parquet_to_dataset does not read list features {[f.name for f in spec.lists]} "
+                        "(tensorflow-io reads scalar columns); read the file with pandas and use "
+                        "dataframe_to_dataset")
     files = _expand(paths)
     targets = dict(targets or {})
     labels = {output: spec.label(name) for output, name in targets.items()}

@@ -70,6 +70,81 @@ class CategoricalFeature:
         return len(self.vocabulary) + 1 if self.vocabulary is not None else self.hash_buckets
 
 
+POOLINGS = ("mean", "sum", "max")
+PAD = {STRING: "", INT64: -1}  # the raw pad token of a list feature; the same value marks a missing scalar
+
+
+@dataclasses.dataclass(frozen=True)
+class ListFeature:
+    """A list-valued categorical column (tags, genres, a behaviour history): up to ``max_length`` ids.
+
+    Each cell holds a list (or tuple / numpy array) of values; ``None``/NaN cells and
+    empty lists are empty, and ``None``/NaN elements are dropped. Raw values are padded
+    with the pad token (``""`` for strings, ``-1`` for int64 codes) to ``max_length``;
+    a longer list keeps its LAST ``max_length`` values (the most recent ones of a
+    history in time order, as Keras' ``pad_sequences`` truncates). Values outside the
+    vocabulary map to the OOV id 0 and stay real positions; only padding is masked.
+
+    The ids come from ``vocabulary`` or ``hash_buckets`` (exactly one), or, with
+    ``shares``, from the lookup and embedding table of the named categorical feature
+    (history items share ``item_id``'s table); a shared list sets neither, and its
+    ``dtype`` and ``embedding_dim`` must match that feature's.
+
+    ``pooling`` (``"mean"``, ``"sum"`` or ``"max"`` over the real positions) makes the
+    list one embedded field like a categorical; ``None`` keeps it as a masked
+    sequence ``[batch, max_length, d]`` that a model consumes with
+    ``history_attention={list: candidate}`` (DIN target attention).
+    """
+
+    name: str
+    max_length: int
+    vocabulary: tuple | None = None
+    hash_buckets: int | None = None
+    embedding_dim: int = 4
+    dtype: str = STRING
+    pooling: str | None = "mean"
+    shares: str | None = None
+
+    def __post_init__(self):
+        if self.dtype not in _CATEGORICAL_DTYPES:
+            raise SpecError(f"feature '{self.name}': dtype must be one of {_CATEGORICAL_DTYPES}, got {self.dtype!r}")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, (int, np.integer)) \
+                or self.max_length < 1:
+            raise SpecError(f"feature '{self.name}': max_length must be an integer >= 1, got {self.max_length!r}")
+        object.__setattr__(self, "max_length", int(self.max_length))
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise SpecError(f"feature '{self.name}': pooling must be one of {POOLINGS} or None (a sequence), "
+                            f"got {self.pooling!r}")
+        if self.shares is not None:
+            if self.vocabulary is not None or self.hash_buckets is not None:
+                raise SpecError(f"feature '{self.name}': shares='{self.shares}' uses that feature's ids; "
+                                "set neither vocabulary nor hash_buckets")
+        elif (self.vocabulary is None) == (self.hash_buckets is None):
+            raise SpecError(f"feature '{self.name}': set exactly one of vocabulary, hash_buckets or shares")
+        if self.hash_buckets is not None and self.hash_buckets < 1:
+            raise SpecError(f"feature '{self.name}': hash_buckets must be >= 1, got {self.hash_buckets}")
+        if self.embedding_dim < 1:
+            raise SpecError(f"feature '{self.name}': embedding_dim must be >= 1, got {self.embedding_dim}")
+        if self.vocabulary is not None:
+            cast = str if self.dtype == STRING else int
+            vocabulary = tuple(cast(v) for v in self.vocabulary)
+            if PAD[self.dtype] in vocabulary:
+                raise SpecError(f"feature '{self.name}': the vocabulary holds the pad token {PAD[self.dtype]!r}")
+            object.__setattr__(self, "vocabulary", vocabulary)
+
+    @property
+    def pad(self) -> str | int:
+        """The raw pad token: ``""`` (string) or ``-1`` (int64)."""
+        return PAD[self.dtype]
+
+    @property
+    def num_ids(self) -> int:
+        """Size of the id space of its own table (0 when it shares another feature's)."""
+        if self.shares is not None:
+            return 0
+        return len(self.vocabulary) + 1 if self.vocabulary is not None else self.hash_buckets
+
+
 SCALAR, PLE, PERIODIC = "scalar", "ple", "periodic"
 NUMERIC_ENCODINGS = (SCALAR, PLE, PERIODIC)
 
@@ -165,8 +240,8 @@ class Label:
             object.__setattr__(self, "positive", tuple(self.positive))
 
 
-Feature = Union[CategoricalFeature, NumericFeature]
-_KINDS = {"categorical": CategoricalFeature, "numeric": NumericFeature}
+Feature = Union[CategoricalFeature, NumericFeature, ListFeature]
+_KINDS = {"categorical": CategoricalFeature, "numeric": NumericFeature, "list": ListFeature}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +267,18 @@ class FeatureSpec:
         leaked = sorted(set(names) & {label.column for label in self.labels})
         if leaked:
             raise SpecError(f"feature spec: label columns {leaked} are also features (target leak)")
+        by_name = {f.name: f for f in self.features}
+        for feature in self.lists:
+            if feature.shares is None:
+                continue
+            owner = by_name.get(feature.shares)
+            if not isinstance(owner, (CategoricalFeature, ListFeature)) or getattr(owner, "shares", None):
+                raise SpecError(f"feature '{feature.name}': shares='{feature.shares}' must name a categorical or "
+                                "list feature of the spec that owns its table")
+            if (owner.dtype, owner.embedding_dim) != (feature.dtype, feature.embedding_dim):
+                raise SpecError(f"feature '{feature.name}': shares '{owner.name}''s table, so its dtype and "
+                                f"embedding_dim must be {owner.dtype!r} and {owner.embedding_dim}, got "
+                                f"{feature.dtype!r} and {feature.embedding_dim}")
 
     # ----------------------------------------------------------------- views
     @property
@@ -211,6 +298,20 @@ class FeatureSpec:
         return [f for f in self.features if isinstance(f, NumericFeature)]
 
     @property
+    def lists(self) -> list[ListFeature]:
+        """List-valued features, in spec order."""
+        return [f for f in self.features if isinstance(f, ListFeature)]
+
+    @property
+    def list_tables(self) -> list[ListFeature]:
+        """List features with an embedding table of their own (not ``shares``), in spec order."""
+        return [f for f in self.lists if f.shares is None]
+
+    def table_owner(self, feature: ListFeature) -> CategoricalFeature | ListFeature:
+        """The feature whose lookup and embedding table ``feature`` uses (itself unless it shares one)."""
+        return feature if feature.shares is None else self.feature(feature.shares)
+
+    @property
     def fields(self) -> list[Feature]:
         """Embedded fields in model order: categoricals, then bucketised numerics."""
         return self.categorical + [f for f in self.numeric if f.boundaries]
@@ -227,7 +328,7 @@ class FeatureSpec:
     @property
     def embedding_dim(self) -> int:
         """The common embedding width of all fields (FM needs one width)."""
-        dims = {f.embedding_dim for f in self.fields + self.embedded_numeric}
+        dims = {f.embedding_dim for f in self.fields + self.embedded_numeric + self.lists}
         if len(dims) > 1:
             raise SpecError(f"feature spec: fields have different embedding_dim {sorted(dims)}; FM needs one")
         return dims.pop() if dims else 0
@@ -246,11 +347,11 @@ class FeatureSpec:
 
     def raw_dtype(self, feature: Feature) -> str:
         """The raw input dtype of a feature: 'string', 'int64' or 'float32'."""
-        return feature.dtype if isinstance(feature, CategoricalFeature) else "float32"
+        return "float32" if isinstance(feature, NumericFeature) else feature.dtype
 
     def with_embedding_dim(self, dim: int) -> FeatureSpec:
         """A copy whose embedded fields all use ``dim``."""
-        features = tuple(dataclasses.replace(f, embedding_dim=dim) for f in self.features)
+        features = tuple(dataclasses.replace(f, embedding_dim=dim) for f in self.features)  # lists too
         return dataclasses.replace(self, features=features)
 
     # ------------------------------------------------------------ inference
@@ -273,6 +374,10 @@ class FeatureSpec:
         numeric_encoding: str = SCALAR,
         numeric_bins: int = 16,
         bins: str = "quantile",
+        list_pooling: str | None = "mean",
+        list_length_quantile: float = 0.95,
+        max_list_length: int = 50,
+        shared_embeddings: Mapping[str, str] | None = None,
     ) -> FeatureSpec:
         """Infers a spec from a DataFrame (fit on the training split only).
 
@@ -292,6 +397,15 @@ class FeatureSpec:
         ``numeric_bins`` bins: quantiles of the column (``bins="quantile"``) or the
         split points of a decision tree fitted to the first label (``bins="tree"``,
         target-aware). A column with fewer than two distinct values stays scalar.
+
+        An object column whose cells are Python lists, tuples or numpy arrays becomes a
+        :class:`ListFeature` pooled with ``list_pooling`` (``None``: kept as a sequence).
+        Its vocabulary (or hashing, as above) comes from the flattened values; its
+        ``max_length`` is the ``list_length_quantile`` quantile of the row lengths, rounded
+        up, at least 1 and capped at ``max_list_length`` (longer lists keep their last
+        values). ``shared_embeddings={list column: categorical column}`` makes the list use
+        the categorical's ids and table (history items and the candidate ``item_id``); that
+        categorical's vocabulary is then fitted on both columns' values.
         """
         if numeric_encoding not in NUMERIC_ENCODINGS:
             raise SpecError(f"from_dataframe: numeric_encoding must be one of {NUMERIC_ENCODINGS}, "
@@ -314,15 +428,34 @@ class FeatureSpec:
             if name not in df.columns:
                 raise SpecError(f"column '{name}' is not in the DataFrame (columns: {list(df.columns)[:20]}...)")
 
+        if not 0 < list_length_quantile <= 1 or max_list_length < 1:
+            raise SpecError(f"from_dataframe: list_length_quantile must be in (0, 1] and max_list_length >= 1, "
+                            f"got {list_length_quantile} and {max_list_length}")
+        shared = dict(shared_embeddings or {})
+        list_columns = {name for name in df.columns if name not in skip and _is_list_column(df[name])}
+        for name, owner in shared.items():
+            if name not in list_columns:
+                raise SpecError(f"shared_embeddings: column '{name}' is not a list column of the DataFrame")
+            if owner not in df.columns or owner in skip or owner in list_columns:
+                raise SpecError(f"shared_embeddings: '{name}' shares '{owner}', which must be a categorical "
+                                "feature column of the DataFrame")
         features: list[Feature] = []
         for name in df.columns:
             if name in skip:
                 continue
             column = df[name]
+            if name in list_columns:
+                features.append(_infer_list(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency,
+                                            list_pooling, list_length_quantile, max_list_length, shared.get(name),
+                                            df[shared[name]] if name in shared else None))
+                continue
+            sharers = [_flatten_lists(df[list_name]) for list_name, owner in shared.items() if owner == name]
+            if sharers:
+                categorical = categorical | {name}
             is_numeric_dtype = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
             if name in categorical or (name not in numeric_names and not is_numeric_dtype):
                 features.append(_infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets,
-                                                   min_frequency))
+                                                   min_frequency, sharers))
             else:
                 target = None
                 if numeric_encoding == PLE and bins == "tree":
@@ -345,7 +478,9 @@ class FeatureSpec:
             raise SpecError(f"feature column(s) {missing} are missing from the DataFrame")
         for feature in self.features:
             column = df[feature.name]
-            if isinstance(feature, NumericFeature) or feature.dtype == INT64:
+            if isinstance(feature, ListFeature):
+                _check_list_column(feature.name, column)
+            elif isinstance(feature, NumericFeature) or feature.dtype == INT64:
                 if not (pd.api.types.is_numeric_dtype(column) or column.isna().all()):
                     bad = column[pd.to_numeric(column, errors="coerce").isna() & column.notna()].iloc[:3].tolist()
                     raise SpecError(
@@ -369,12 +504,18 @@ class FeatureSpec:
 
     # ----------------------------------------------------- DataFrame -> arrays
     def feature_arrays(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Raw feature columns as typed numpy arrays (missing values made explicit)."""
+        """Raw feature columns as typed numpy arrays (missing values made explicit).
+
+        Scalar features give ``[N]`` arrays; list features ``[N, max_length]`` arrays padded
+        with the pad token (see :class:`ListFeature` and :func:`list_array`).
+        """
         self.check_dataframe(df)
         arrays = {}
         for feature in self.features:
             column = df[feature.name]
-            if isinstance(feature, NumericFeature):
+            if isinstance(feature, ListFeature):
+                arrays[feature.name] = list_array(column, feature.max_length, feature.dtype, feature.name)
+            elif isinstance(feature, NumericFeature):
                 arrays[feature.name] = pd.to_numeric(column, errors="coerce").to_numpy(np.float32)
             elif feature.dtype == INT64:
                 # -1 is never a code in the vocabulary, so missing maps to OOV.
@@ -452,7 +593,65 @@ class FeatureSpec:
 
 
 def _kind(feature: Feature) -> str:
-    return "categorical" if isinstance(feature, CategoricalFeature) else "numeric"
+    return next(kind for kind, cls in _KINDS.items() if isinstance(feature, cls))
+
+
+def _flatten_lists(column: pd.Series) -> pd.Series:
+    """The elements of a list column, indexed by row position ``0..N-1``; missing cells and elements dropped."""
+    exploded = pd.Series(column.to_numpy(object), index=np.arange(len(column)), dtype=object).explode()
+    return exploded[exploded.notna()]
+
+
+def _check_list_column(name: str, column: pd.Series) -> None:
+    """A list column holds list-likes (or missing cells); a column of scalars is a mistake to name."""
+    kind = pd.api.types.infer_dtype(column, skipna=True)
+    if kind != "empty" and kind != "mixed" and len(column.dropna()):
+        raise SpecError(f"feature '{name}' is a list feature but the column holds {kind} scalars (dtype "
+                        f"{column.dtype}), e.g. {column.dropna().iloc[:3].tolist()}; give each row a list")
+
+
+def list_array(column: pd.Series, max_length: int, dtype: str = STRING, name: str = "") -> np.ndarray:
+    """A list column as a ``[N, max_length]`` array padded with the pad token, without a loop per row.
+
+    Missing cells and empty lists give all-padding rows; missing elements (and pad tokens)
+    are dropped; a longer list keeps its last ``max_length`` values.
+
+    >>> list_array(pd.Series([["a", "b", "c"], [], None]), 2).tolist()
+    [['b', 'c'], ['', ''], ['', '']]
+    """
+    _check_list_column(name, column)
+    rows = len(column)
+    flat = _flatten_lists(column)
+    pad = PAD[dtype]
+    if dtype == INT64:
+        numbers = pd.to_numeric(flat, errors="coerce")
+        bad = flat[numbers.isna() | (numbers != np.round(numbers))]
+        if len(bad):
+            raise SpecError(f"feature '{name}' holds int64 codes but row {int(bad.index[0])} has {bad.iloc[0]!r}")
+        values = numbers.to_numpy(np.int64)
+        out = np.full((rows, max_length), pad, np.int64)
+    else:
+        values = flat.astype(str).to_numpy(object)
+        out = np.full((rows, max_length), pad, object)
+    keep = values != pad
+    values, row = values[keep], flat.index.to_numpy(np.int64)[keep]
+    lengths = np.bincount(row, minlength=rows)
+    starts = np.cumsum(lengths) - lengths
+    position = np.arange(len(row)) - starts[row]  # 0-based position within its row
+    # Keep the last max_length values: shift each row left by how much it is too long.
+    position = position - np.maximum(lengths[row] - max_length, 0)
+    kept = position >= 0
+    out[row[kept], position[kept]] = values[kept]
+    return out
+
+
+def _is_list_column(column: pd.Series) -> bool:
+    """Whether the first non-missing cells of an object column are lists, tuples or numpy arrays."""
+    if column.dtype != object:
+        return False
+    sample = column.iloc[:1000]
+    sample = sample[sample.map(lambda v: isinstance(v, (list, tuple, np.ndarray)) or not pd.isna(v))]
+    return bool(len(sample)) and all(isinstance(v, (list, tuple, np.ndarray)) for v in sample.iloc[:100])
 
 
 def _json_default(value):
@@ -461,10 +660,15 @@ def _json_default(value):
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency) -> CategoricalFeature:
+def _infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency,
+                       extra_values: Sequence[pd.Series] = ()) -> CategoricalFeature:
     is_integer = pd.api.types.is_integer_dtype(column)
     dtype = INT64 if is_integer else STRING
     values = column.dropna()
+    if extra_values:  # the flattened values of the list columns that share this table
+        values = pd.concat([values.astype(object), *extra_values], ignore_index=True)
+        if is_integer:
+            values = _integer_values(name, values)
     if not is_integer:
         values = values.astype(str)
     counts = values.value_counts()
@@ -476,6 +680,37 @@ def _infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     vocabulary = tuple(int(v) if is_integer else v for v, _ in ordered)
     return CategoricalFeature(name, vocabulary=vocabulary, embedding_dim=embedding_dim, dtype=dtype)
+
+
+def _integer_values(name: str, values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = values[numbers.isna() | (numbers != np.round(numbers))]
+    if len(bad):
+        raise SpecError(f"feature '{name}' holds int64 codes but has the value {bad.iloc[0]!r}")
+    return numbers.astype(np.int64)
+
+
+def _infer_list(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency, pooling, quantile,
+                cap, shares, owner_column) -> ListFeature:
+    flat = _flatten_lists(column)
+    lengths = np.bincount(flat.index.to_numpy(np.int64), minlength=len(column))
+    max_length = int(min(max(math.ceil(np.quantile(lengths, quantile)), 1), cap))
+    if shares is not None:
+        dtype = INT64 if pd.api.types.is_integer_dtype(owner_column) else STRING
+        return ListFeature(name, max_length, embedding_dim=embedding_dim, dtype=dtype, pooling=pooling, shares=shares)
+    is_integer = len(flat) > 0 and pd.api.types.infer_dtype(flat, skipna=True) == "integer"
+    values = _integer_values(name, flat) if is_integer else flat.astype(str)
+    values = values[values != PAD[INT64 if is_integer else STRING]]
+    counts = values.value_counts()
+    counts = counts[counts >= min_frequency]
+    dtype = INT64 if is_integer else STRING
+    if len(counts) > max_vocabulary:
+        return ListFeature(name, max_length, hash_buckets=hash_buckets or 2 * max_vocabulary,
+                           embedding_dim=embedding_dim, dtype=dtype, pooling=pooling)
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    vocabulary = tuple(int(v) if is_integer else v for v, _ in ordered)
+    return ListFeature(name, max_length, vocabulary=vocabulary, embedding_dim=embedding_dim, dtype=dtype,
+                       pooling=pooling)
 
 
 def _label_values(label: Label, df: pd.DataFrame) -> pd.Series:

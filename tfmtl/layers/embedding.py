@@ -22,12 +22,17 @@ class FieldEmbedding(keras.layers.Layer):
       embedding_dim: width D of every field's embedding.
 
     Shapes: ids ``int [batch, F]`` (field-local ids) -> ``float [batch, F, D]``.
+    With ``field=k`` in ``call``, ids of any shape (e.g. a padded list ``[batch, T]``)
+    are all ids of field ``k`` -> ``[..., D]``; negative ids (padding) embed as id 0
+    and are left to the caller's mask.
 
     Example:
 
     >>> layer = FieldEmbedding([3, 5], embedding_dim=4)
     >>> layer(tf.constant([[0, 4], [2, 1]])).shape.as_list()
     [2, 2, 4]
+    >>> layer(tf.constant([[4, 1, -1]]), field=1).shape.as_list()
+    [1, 3, 4]
     """
 
     def __init__(self, field_sizes: Sequence[int], embedding_dim: int, embeddings_initializer="uniform",
@@ -47,8 +52,13 @@ class FieldEmbedding(keras.layers.Layer):
             initializer=self.embeddings_initializer, regularizer=self.embeddings_regularizer)
         super().build(input_shape)
 
-    def call(self, ids: tf.Tensor) -> tf.Tensor:
-        return tf.gather(self.embeddings, tf.cast(ids, tf.int64) + self._offsets)
+    def call(self, ids: tf.Tensor, field: int | None = None) -> tf.Tensor:
+        ids = tf.cast(ids, tf.int64)
+        if field is None:
+            return tf.gather(self.embeddings, ids + self._offsets)
+        if not 0 <= field < len(self.field_sizes):
+            raise ValueError(f"FieldEmbedding: field must be in [0, {len(self.field_sizes)}), got {field}")
+        return tf.gather(self.embeddings, tf.maximum(ids, 0) + self._offsets[field])
 
     def get_config(self) -> dict:
         return {**super().get_config(), "field_sizes": self.field_sizes, "embedding_dim": self.embedding_dim,

@@ -18,10 +18,19 @@ import pandas as pd
 import tensorflow as tf
 
 from tfmtl._keras import keras, without_autograph
-from tfmtl.features import FeaturePreprocessing, FeatureSpec, SpecError, dataframe_to_dataset, feature_inputs
+from tfmtl.features import (
+    CategoricalFeature,
+    FeaturePreprocessing,
+    FeatureSpec,
+    ListFeature,
+    SpecError,
+    dataframe_to_dataset,
+    feature_inputs,
+)
 from tfmtl.layers import ESMMHead, FactorizationMachine, FieldEmbedding, SharedFactorizationMachine
 from tfmtl.layers.dcn import CrossNetwork
 from tfmtl.layers.numeric import PeriodicEmbedding, PiecewiseLinearEmbedding
+from tfmtl.layers.sequence import SequencePooling, TargetAttention
 from tfmtl.optimizers import default_optimizer
 
 ESMM_OUTPUTS = ("ctr", "cvr", "ctcvr")
@@ -44,8 +53,9 @@ def _fm_mode(fm) -> str | None:
 
 
 class EncodedFeatures:
-    """What a model body sees: ids ``[B, F]``, dense ``[B, N]``, embeddings ``[B, F, D]``
-    (``None`` without fields) and ``vector``, their concatenation ``[B, F*D + N]``;
+    """What a model body sees: ids ``[B, F]``, dense ``[B, N]``, embeddings ``[B, F', D]``
+    (``None`` without fields; the F id fields first, then embedded numerics, pooled lists
+    and history-attention interest vectors) and ``vector``, their concatenation ``[B, F'*D + N]``;
     ``spec`` (to find a field by name) and ``extra``, the non-spec inputs a model
     declares in :meth:`MultiTaskModel.extra_inputs` (``{}`` by default)."""
 
@@ -76,20 +86,30 @@ class MultiTaskModel(keras.Model):
         its output beside the body's (DCN-v2's parallel structure). ``None``: none.
       cross_layers: number of cross layers.
       cross_projection_dim: rank of the low-rank cross kernels (``None``: full rank).
+      history_attention: ``{list feature: candidate feature}``: DIN target attention
+        (:class:`~tfmtl.layers.TargetAttention`, Zhou et al., KDD 2018) over the list's
+        sequence of embeddings against the candidate's embedding; the interest vector
+        joins the fields (FM crosses, experts, gates). The list must share the
+        candidate's table (``ListFeature(..., shares=candidate)``). A list feature with
+        ``pooling=None`` must be named here; a pooled one may be (it then gives both).
+      attention_units: hidden widths of the attention MLP (the paper: 80, 40).
     """
 
     esmm_head = False
 
     def __init__(self, spec: FeatureSpec | Mapping, tasks: Sequence[str] | None = None, *, fm: bool | str = False,
                  encoded_inputs: bool = False, embeddings_regularizer=None, cross: str | None = None,
-                 cross_layers: int = 2, cross_projection_dim: int | None = None, name: str | None = None,
-                 **body_config: Any):
+                 cross_layers: int = 2, cross_projection_dim: int | None = None,
+                 history_attention: Mapping[str, str] | None = None, attention_units: Sequence[int] = (80, 40),
+                 name: str | None = None, **body_config: Any):
         spec = FeatureSpec.coerce(spec)
         if cross not in CROSS_MODES:
             raise ValueError(f"{type(self).__name__}: cross must be one of {CROSS_MODES}, got {cross!r}")
         tasks = self._resolve_tasks(spec, tasks)
         inputs = feature_inputs(spec, encoded=encoded_inputs)
-        features = _encode(spec, inputs, encoded_inputs, embeddings_regularizer)
+        history_attention = _check_history_attention(spec, history_attention, type(self).__name__)
+        attention_units = [int(u) for u in attention_units]
+        features = _encode(spec, inputs, encoded_inputs, embeddings_regularizer, history_attention, attention_units)
         extra = self.extra_inputs(**body_config)
         clash = sorted(set(extra) & set(inputs))
         if clash:
@@ -122,6 +142,8 @@ class MultiTaskModel(keras.Model):
                                  keras.regularizers.get(embeddings_regularizer)),
                              **({"cross": cross, "cross_layers": cross_layers,
                                  "cross_projection_dim": cross_projection_dim} if cross else {}),
+                             **({"history_attention": history_attention, "attention_units": attention_units}
+                                if history_attention else {}),
                              **body_config}
 
     # ------------------------------------------------------ for subclasses
@@ -255,14 +277,38 @@ class MultiTaskModel(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
 
-def _encode(spec, inputs, encoded_inputs, embeddings_regularizer) -> EncodedFeatures:
+def _check_history_attention(spec: FeatureSpec, history_attention, model: str) -> dict[str, str]:
+    pairs = dict(history_attention or {})
+    for sequence, candidate in pairs.items():
+        feature = spec.feature(sequence)
+        if not isinstance(feature, ListFeature):
+            raise SpecError(f"{model}: history_attention: '{sequence}' is not a list feature")
+        owner = spec.table_owner(feature)
+        if not isinstance(spec.feature(candidate), CategoricalFeature) or owner.name != candidate:
+            raise SpecError(f"{model}: history_attention: '{sequence}' must share the table of the categorical "
+                            f"candidate '{candidate}' (ListFeature(..., shares='{candidate}')); it uses "
+                            f"'{owner.name}''s")
+    unused = [f.name for f in spec.lists if f.pooling is None and f.name not in pairs]
+    if unused:
+        raise SpecError(f"{model}: list features {unused} have pooling=None (a sequence); give them a pooling "
+                        "or name them in history_attention={sequence: candidate}")
+    return pairs
+
+
+def _encode(spec, inputs, encoded_inputs, embeddings_regularizer, history_attention=None,
+            attention_units=(80, 40)) -> EncodedFeatures:
     encoded = FeaturePreprocessing(spec, encoded=encoded_inputs, name="preprocessing")(inputs)
     ids, dense = encoded["ids"], encoded["dense"]
     parts, fields = [], []
+    table = None
     if spec.fields:
-        fields.append(FieldEmbedding(spec.field_sizes, spec.embedding_dim,
-                                     embeddings_regularizer=embeddings_regularizer, name="embedding")(ids))
+        table = FieldEmbedding(spec.field_sizes, spec.embedding_dim, embeddings_regularizer=embeddings_regularizer,
+                               name="embedding")
+        fields.append(table(ids))
     fields += _numeric_fields(spec, dense)
+    if spec.lists:
+        fields += _list_fields(spec, encoded["lists"], table, fields[0] if table else None, embeddings_regularizer,
+                               history_attention or {}, attention_units)
     embeddings = None
     if fields:
         embeddings = fields[0] if len(fields) == 1 else keras.layers.Concatenate(axis=1, name="fields")(fields)
@@ -271,6 +317,41 @@ def _encode(spec, inputs, encoded_inputs, embeddings_regularizer) -> EncodedFeat
         parts.append(dense)
     vector = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="input_vector")(parts)
     return EncodedFeatures(ids, dense, embeddings, vector, spec=spec)
+
+
+def _list_fields(spec, lists, table, field_embeddings, embeddings_regularizer, history_attention,
+                 attention_units) -> list:
+    """One ``[B, 1, D]`` field per pooled list and per history attention, in spec order.
+
+    A list's ids index its own table (``list_embedding``, one packed table for all
+    lists that own one) or the table of the feature it ``shares`` (``embedding``);
+    ``-1`` marks padding, masked in the pooling and the attention.
+    """
+    own = spec.list_tables
+    list_table = None
+    if own:
+        list_table = FieldEmbedding([f.num_ids for f in own], spec.embedding_dim,
+                                    embeddings_regularizer=embeddings_regularizer, name="list_embedding")
+    dim = spec.embedding_dim
+    out = []
+    for feature in spec.lists:
+        owner = spec.table_owner(feature)
+        if isinstance(owner, CategoricalFeature):
+            layer, position = table, spec.fields.index(owner)
+        else:
+            layer, position = list_table, own.index(owner)
+        ids = lists[feature.name]
+        sequence = layer(ids, field=position)  # [B, T, D]
+        mask = tf.greater_equal(ids, 0)
+        if feature.pooling:
+            pooled = SequencePooling(feature.pooling, name=f"{feature.name}_pooling")(sequence, mask=mask)
+            out.append(keras.layers.Reshape((1, dim), name=f"{feature.name}_field")(pooled))
+        if feature.name in history_attention:
+            candidate = field_embeddings[:, spec.fields.index(spec.feature(history_attention[feature.name])), :]
+            interest = TargetAttention(attention_units, name=f"{feature.name}_attention")(sequence, candidate,
+                                                                                         mask=mask)
+            out.append(keras.layers.Reshape((1, dim), name=f"{feature.name}_interest")(interest))
+    return out
 
 
 def _numeric_fields(spec, dense) -> list:
