@@ -212,8 +212,36 @@ def in_process_call(fn, arrays: dict[str, np.ndarray]) -> Callable[[], Callable[
     return make
 
 
+class Contention:
+    """What else took the CPUs between ``start()`` and ``stop()``: other processes and the hypervisor.
+
+    ``other_pct``: CPU time of every process but this benchmark and its server, as a share
+    of all CPUs' time; ``steal_pct``: time the hypervisor gave the VM's CPUs to someone else
+    (a "quiet" VM can still lose a fifth of its CPU this way, and latency with it).
+    """
+
+    def __init__(self, ours: Sequence[psutil.Process]):
+        self._ours = list(ours)
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        t = psutil.cpu_times()
+        busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        ours = sum(p.cpu_times().user + p.cpu_times().system for p in self._ours)
+        return time.monotonic(), busy, getattr(t, "steal", 0.0), ours
+
+    def start(self) -> None:
+        self._start = self._sample()
+
+    def stop(self) -> dict:
+        end = self._sample()
+        capacity = max(end[0] - self._start[0], 1e-9) * (os.cpu_count() or 1)
+        other = max(0.0, (end[1] - self._start[1]) - (end[3] - self._start[3]))
+        return {"other_pct": round(100 * other / capacity, 1), "steal_pct": round(100 * (end[2] - self._start[2])
+                                                                                 / capacity, 1)}
+
+
 def run_cell(make: Callable[[], Callable[[], None]], concurrency: int, seconds: float,
-             server: psutil.Process | None) -> dict:
+             server: psutil.Process | None, contention: Contention | None = None) -> dict:
     calls = [make() for _ in range(concurrency)]
     for call in calls:  # warm each connection
         call()
@@ -233,6 +261,8 @@ def run_cell(make: Callable[[], Callable[[], None]], concurrency: int, seconds: 
             out.append(time.perf_counter() - t)
 
     cpu0 = server.cpu_times() if server else None
+    if contention is not None:
+        contention.start()
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     for t in threads:
@@ -243,7 +273,7 @@ def run_cell(make: Callable[[], Callable[[], None]], concurrency: int, seconds: 
     values = np.array([x for per in latencies for x in per]) * 1e3
     result = {"n": int(values.size), "errors": sum(errors), "p50_ms": round(float(np.percentile(values, 50)), 3),
               "p99_ms": round(float(np.percentile(values, 99)), 3), "req_s": round(values.size / wall, 1),
-              "load": load()}
+              "load": load(), **(contention.stop() if contention is not None else {})}
     if cpu0 is not None:
         cpu1 = server.cpu_times()
         used = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
@@ -328,6 +358,7 @@ def soak(hostport: str, server: psutil.Process, base: str, version_dir: str, bod
     return {"seconds": seconds, "requests": counts["ok"], "errors": counts["errors"], "swap_at_s": swapped,
             "versions_after": [(s["version"], s["state"]) for s in status["model_version_status"]],
             "rss_mb_start": rss[0][1], "rss_mb_end": rss[-1][1], "rss_mb_max": max(r for _, r in rss),
+            "rss_mb_every_10s": rss[::10],  # flat or growing: the timeline, not just its ends
             "load_end": load()}
 
 
@@ -358,14 +389,16 @@ def markdown(report: dict) -> str:
     lines += _overhead_lines(report)
     for model in ("half_plus_two", "census"):
         lines += [f"## {model}", "",
-                  "| batch | conc | client | p50 | p99 | req/s | server CPU ms/req | errors | load |",
-                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+                  "| batch | conc | client | p50 | p99 | req/s | server CPU ms/req | errors | load | other % "
+                  "| steal % |",
+                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for cell in report["cells"]:
             if cell["model"] != model:
                 continue
             lines.append(f"| {cell['batch']} | {cell['concurrency']} | {cell['client']} | {cell['p50_ms']:.2f} | "
                          f"{cell['p99_ms']:.2f} | {cell['req_s']:.0f} | {cell.get('server_cpu_ms_per_req', '-')} | "
-                         f"{cell['errors']} | {cell['load']} |")
+                         f"{cell['errors']} | {cell['load']} | {cell.get('other_pct', '-')} | "
+                         f"{cell.get('steal_pct', '-')} |")
         lines.append("")
     if "soak" in report:
         s = report["soak"]
@@ -378,14 +411,18 @@ def markdown(report: dict) -> str:
 
 
 def _machine_sentence(report: dict) -> str:
-    meta = report["meta"]
-    loads = [c["load"] for c in report["cells"]] + [meta["load_start"], meta.get("load_end", 0.0)]
-    if max(loads) < 2.5:  # client + server on 2 cores; nothing else running
-        return (f"Quiet machine (nothing else running): 1-minute load average {meta['load_start']} at start, "
-                f"{meta.get('load_end', '?')} at the end, at most {max(loads)} in any cell (`load` column).")
-    return (f"**The machine was shared with other jobs**: 1-minute load average {meta['load_start']} at start, "
-            f"{meta.get('load_end', '?')} at the end, at most {max(loads)} (`load` column per cell); the numbers "
-            f"are upper bounds of what a quiet machine gives.")
+    meta, cells = report["meta"], report["cells"]
+    others = [c["other_pct"] for c in cells if "other_pct" in c]
+    steals = [c["steal_pct"] for c in cells if "steal_pct" in c]
+    if not others:  # results written before contention was recorded
+        return (f"1-minute load average {meta['load_start']} at start, {meta.get('load_end', '?')} at the end "
+                f"(`load` column per cell; client and server themselves add up to ~3 at concurrency 32).")
+    quiet = meta["load_start"] < 1.0 and max(others) < 5.0
+    return ((f"{'Quiet machine' if quiet else '**Shared machine**'}: other processes used at most {max(others)} % "
+             f"of the CPUs in any cell (`other %`), load average {meta['load_start']} at start. ")
+            + f"This is a VM: the hypervisor took {min(steals)}-{max(steals)} % of the CPU time (`steal %`, "
+            f"median {sorted(steals)[len(steals) // 2]} %), which no one on the machine controls and which varies "
+            f"run to run.")
 
 
 def _overhead_lines(report: dict) -> list[str]:
@@ -441,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f'model_platform: "tensorflow" }}\n}}\n')
         process, hostport, target = start_server(config, workdir)
         server = psutil.Process(process.pid)
+        contention = Contention([psutil.Process(), server])
         wait_available(hostport, "half_plus_two")
         wait_available(hostport, "census")
         fn = tf.saved_model.load(version_dir).signatures["serving_default"]
@@ -466,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for concurrency in args.concurrency:
                     for client, make in makers.items():
                         result = run_cell(make, concurrency, args.cell_seconds,
-                                          None if client.startswith("in_process") else server)
+                                          None if client.startswith("in_process") else server, contention)
                         cell = {"model": model, "batch": batch, "concurrency": concurrency, "client": client, **result}
                         print(json.dumps(cell), flush=True)
                         report["cells"].append(cell)
