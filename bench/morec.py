@@ -393,7 +393,7 @@ def _stat(values: list[float], fmt: str) -> str:
     values = np.asarray(values, np.float64)
     if len(values) == 1:
         return format(values[0], fmt)
-    return f"{format(values.mean(), fmt)} ± {format(values.std(ddof=1), fmt)}"
+    return f"{format(values.mean(), fmt)} ± {format(values.std(ddof=1), fmt.replace('+', ''))}"
 
 
 COLUMNS = [(f"hit@{K}", ".4f"), (f"rhit@{K}", ".4f"), (f"min_hit@{K}", ".4f"), (f"pop_kl@{K}", ".2f")]
@@ -479,13 +479,27 @@ def markdown(result: dict[str, Any]) -> str:
               for r in full.values() if r["best"].get("morec") and r["best"].get("static")]
     if paired:
         mean, spread = float(np.mean(paired)), (float(np.std(paired, ddof=1)) if len(paired) > 1 else 0.0)
-        holds = mean > 0 and mean > 2 * spread and mean >= 1.0
+        holds = mean >= 1.0 and mean > 2 * spread / np.sqrt(len(paired))
+        twins = [(r["runs"].get("morec " + k.split(" ", 1)[1]), e) for r in full.values()
+                 for k, e in r["runs"].items() if e["method"] == "static"]
+        pairs = [(m["imp"] - st["imp"]) * 100 for m, st in twins if m is not None]
+        q_all = [ep["q_accuracy"] for r in full.values() for e in r["runs"].values() if e["method"] == "morec"
+                 for ep in e["epochs"]]
+        same_weights = bool(q_all) and max(q_all) - min(q_all) < 0.05
+        ahead, behind = sum(d > 1 for d in pairs), sum(d < -1 for d in pairs)
         lines.append(f"1. *MoRec's PID coordinator gives better solutions than static weights.* Best valid Imp: "
                      f"MoRec {_stat([v * 100 for v in m_imp], '+.1f')}%, "
                      f"static {_stat([v * 100 for v in s_imp], '+.1f')}%; "
-                     f"paired difference per seed {', '.join(f'{d:+.2f}' for d in paired)} points (mean {mean:+.2f}). "
-                     + ("**Holds here.**" if holds else "**Does not hold here**: the difference is within "
-                        "seed noise / under one Imp point."))
+                     f"paired difference per seed {', '.join(f'{d:+.2f}' for d in paired)} points (mean {mean:+.2f}"
+                     f"{f' ± {spread:.2f}' if len(paired) > 1 else ''}). Over all (seed, preference) pairs MoRec is "
+                     f"ahead by more than 1 point in {ahead}, behind in {behind}, within 1 point in "
+                     f"{len(pairs) - ahead - behind} of {len(pairs)}. "
+                     + ("**Holds here.**" if holds else "**Does not hold here**: the mean difference is under one "
+                        "Imp point or within two standard errors of 0 over the seeds"
+                        + ("; where a pair differs, both methods ran with the same loss weights to within the q_acc "
+                           "range of claim 2, so the gap is run-to-run divergence (the sampler's discrete steps "
+                           "follow top-10 lists that a tiny weight change can flip), not the coordinator's doing."
+                           if same_weights else ".")))
     q = [ep["q_accuracy"] for r in full.values() for e in r["runs"].values() if e["method"] == "morec"
          for ep in e["epochs"]]
     if q:
