@@ -519,6 +519,8 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{len(runs)} are valid AND raise rHit, keep or raise min-Hit and lower Pop-KL. "
                      + ("**Holds here**" if all(v > 0 for v in m_imp + s_imp) and m_imp else "**Does not hold here**")
                      + " (for both methods, which share the adaptive sampler that does this work).")
+    lines += ["", "Every solution's Hit@10 (relative to its base) against its Imp: "
+              f"`morec_{result.get('backbone', 'mf')}.png`."]
     lines += ["", "'none valid on validation' (in the per-seed tables): the base's validation Hit@10 is the maximum "
               "over its pretraining epochs, which a continuation epoch may not reach within 3% on the 1,886 "
               "validation queries; the last epoch is then kept and validity judged on test."]
@@ -530,6 +532,35 @@ def markdown(result: dict[str, Any]) -> str:
                   f"(set point) {b['train_loss']:.4f}; {b['seconds']:.0f} s; load at start {r['load_start']:.1f}.", ""]
         lines += seed_table(r)
     return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """Every solution's test Hit@10 (relative to its seed's base) against its Imp, per method; the
+    validity line at 97%."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench._report import save_figure
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method, colour in (("morec", "tab:red"), ("static", "tab:blue")):
+        pts = [(e["test"][f"hit@{K}"] / r["base"]["test"][f"hit@{K}"], e["imp"] * 100)
+               for r in result["seeds"].values() if "base" in r for e in r["runs"].values() if e["method"] == method]
+        if pts:
+            x, y = zip(*pts)
+            label = {"morec": "MoRec preset", "static": "static weights"}[method]
+            ax.scatter(x, y, c=colour, marker="o" if method == "morec" else "x", label=label, alpha=0.7)
+    ax.axvline(0.97, color="grey", linestyle="--", label="validity (97% of base Hit@10)")
+    ax.axhline(0, color="black", linewidth=0.5)
+    name = {"mf": "MF-BPR", "sasrec": "SASRec-BCE"}[result.get("backbone", "mf")]
+    ax.set(xlabel="test Hit@10 / base Hit@10", ylabel="Imp (%)",
+           title=f"MoRec solutions, MovieLens-100k, {name}, seeds {', '.join(result['seeds'])}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> None:
@@ -573,6 +604,7 @@ def main(argv=None) -> None:
         result = run(args)
     md = markdown(result)
     write_atomically(args.out + ".md", md)
+    plot(result, args.out + ".png")
     print(md)
 
 
