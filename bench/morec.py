@@ -22,7 +22,7 @@ Protocol (MoRec, Huang et al., WWW 2024, section 4.1; official code microsoft/Un
      validation is that after their last ``--max-len`` training items; for test, after train +
      validation items.
 2. **Continue** from the base with four objectives: accuracy (the plain backbone loss) and revenue,
-   fairness and alignment, each the BPR loss under the weights of tfmtl's adaptive sampler
+   fairness and alignment, each the backbone's loss under the weights of tfmtl's adaptive sampler
    (MoRec's middle level; sign-gradient step ``alpha`` = 0.1, section 4.1.4).
 3. Methods, each with the same 6 preference vectors ``(p_rev, p_fair, p_align)`` (6 solutions):
    * ``morec``: :meth:`PIDWeighting.morec` (Eq. 13: ``q_obj = p_obj``; Eq. 14 with
