@@ -149,3 +149,48 @@ def test_self_attention_encoder_keras_file_round_trip(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded(args).numpy(), model(args).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_self_attention_encoder_causal_never_sees_later_positions(norm_first):
+    from tfmtl.layers import SelfAttentionEncoder
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(4).normal(size=(2, 5, 4)).astype(np.float32)
+    layer = SelfAttentionEncoder(max_len=5, num_heads=2, causal=True, norm_first=norm_first)
+    out = layer(tf.constant(x)).numpy()
+    for t in range(4):
+        changed = x.copy()
+        changed[:, t + 1:] *= -2.0  # every later position changes (a shift alone LayerNorm would undo)
+        again = layer(tf.constant(changed)).numpy()
+        np.testing.assert_allclose(again[:, : t + 1], out[:, : t + 1], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(again[:, t + 1], out[:, t + 1])
+    # Without the causal mask the first position does see the later ones.
+    full = SelfAttentionEncoder(max_len=5, num_heads=2, norm_first=norm_first)
+    changed = x.copy()
+    changed[:, 1:] *= -2.0
+    assert not np.allclose(full(tf.constant(changed)).numpy()[:, 0], full(tf.constant(x)).numpy()[:, 0])
+
+
+def test_self_attention_encoder_causal_with_left_padding_and_no_positions():
+    from tfmtl.layers import SelfAttentionEncoder
+
+    keras.utils.set_random_seed(1)
+    x = np.random.default_rng(5).normal(size=(1, 4, 4)).astype(np.float32)
+    mask = np.array([[0, 0, 1, 1]], np.float32)
+    layer = SelfAttentionEncoder(max_len=4, num_heads=1, causal=True, positions=False, norm_first=True)
+    out = layer(tf.constant(x), mask=tf.constant(mask)).numpy()
+    assert np.all(out[0, :2] == 0) and np.all(np.isfinite(out))
+    assert not layer.weights or all("positions" not in w.name for w in layer.weights)
+    # The padded inputs never reach a real position, whatever they hold.
+    junk = x.copy()
+    junk[0, :2] = 99.0
+    np.testing.assert_allclose(layer(tf.constant(junk), mask=tf.constant(mask)).numpy(), out, rtol=1e-5, atol=1e-6)
+    # Position 2 (the first real one) attends to itself only: it ignores position 3.
+    later = x.copy()
+    later[0, 3] -= 2.0
+    np.testing.assert_allclose(layer(tf.constant(later), mask=tf.constant(mask)).numpy()[0, 2], out[0, 2],
+                               rtol=1e-5, atol=1e-6)
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert clone.get_config() == layer.get_config()
+    assert clone.get_config()["causal"] and clone.get_config()["norm_first"] and not clone.get_config()["positions"]

@@ -142,11 +142,20 @@ class TargetAttention(keras.layers.Layer):
 
 @register
 class SelfAttentionEncoder(keras.layers.Layer):
-    """One transformer block over a behaviour sequence, as in BST (Chen et al., 2019).
+    """One transformer block over a behaviour sequence, as in BST (Chen et al., 2019) or SASRec.
 
-    Adds a learned position embedding, then multi-head self-attention (padding
-    masked out as keys) and a feed-forward layer, each with a residual connection
-    and layer normalisation. Padded positions of the output are zero.
+    Adds a learned position embedding (``positions=True``), then multi-head
+    self-attention (padding masked out as keys) and a feed-forward layer, each with
+    a residual connection and layer normalisation. Padded positions of the output
+    are zero.
+
+    ``causal=True`` lets position ``t`` attend to positions ``<= t`` only, as a
+    next-item model needs (SASRec, Kang & McAuley 2018): the output at ``t`` does
+    not depend on any later input. ``norm_first=True`` normalises each sub-layer's
+    input (``x + f(LayerNorm(x))``, SASRec's and most current transformers' order)
+    instead of its output (``LayerNorm(x + f(x))``, BST's and the original
+    transformer's). A model stacking blocks adds positions once: ``positions=False``
+    on the blocks after the first (or on all, when the model embeds positions).
 
     Shapes: sequence ``[batch, T, d]``, mask ``[batch, T]`` -> ``[batch, T, d]``
     (``T <= max_len``).
@@ -155,16 +164,22 @@ class SelfAttentionEncoder(keras.layers.Layer):
 
     >>> SelfAttentionEncoder(max_len=5, num_heads=2)(tf.ones([2, 5, 4]), mask=tf.ones([2, 5])).shape.as_list()
     [2, 5, 4]
+    >>> block = SelfAttentionEncoder(max_len=5, num_heads=1, causal=True, norm_first=True)
+    >>> block(tf.ones([1, 5, 4])).shape.as_list()
+    [1, 5, 4]
 
     Args:
         max_len: longest sequence (size of the position embedding).
         num_heads: attention heads.
         ff_units: width of the feed-forward layer; ``None``: ``4 * d``.
         dropout: dropout on the attention weights and the block outputs.
+        causal: position ``t`` attends to positions ``<= t`` only.
+        positions: add the learned position embedding.
+        norm_first: pre-layer-normalisation (SASRec) instead of post (BST).
     """
 
     def __init__(self, max_len: int, num_heads: int = 2, ff_units: int | None = None, dropout: float = 0.0,
-                 **kwargs):
+                 causal: bool = False, positions: bool = True, norm_first: bool = False, **kwargs):
         super().__init__(**kwargs)
         if int(max_len) < 1:
             raise ValueError(f"SelfAttentionEncoder: max_len must be >= 1, got {max_len}")
@@ -175,6 +190,7 @@ class SelfAttentionEncoder(keras.layers.Layer):
         self.max_len, self.num_heads = int(max_len), int(num_heads)
         self.ff_units = None if ff_units is None else int(ff_units)
         self.dropout = float(dropout)
+        self.causal, self.use_positions, self.norm_first = bool(causal), bool(positions), bool(norm_first)
 
     def build(self, input_shape):
         input_shape = tf.TensorShape(input_shape)
@@ -183,8 +199,9 @@ class SelfAttentionEncoder(keras.layers.Layer):
         if input_shape[1] is not None and input_shape[1] > self.max_len:
             raise ValueError(f"SelfAttentionEncoder: sequence length {input_shape[1]} exceeds max_len={self.max_len}")
         d = int(input_shape[-1])
-        self.positions = self.add_weight(name="positions", shape=(self.max_len, d),
-                                         initializer=keras.initializers.RandomNormal(stddev=0.02))
+        if self.use_positions:
+            self.positions = self.add_weight(name="positions", shape=(self.max_len, d),
+                                             initializer=keras.initializers.RandomNormal(stddev=0.02))
         self._attention = keras.layers.MultiHeadAttention(self.num_heads, max(1, d // self.num_heads),
                                                           dropout=self.dropout, name="attention")
         self._attention._build_from_signature(input_shape, input_shape)
@@ -201,14 +218,25 @@ class SelfAttentionEncoder(keras.layers.Layer):
     def call(self, sequence: tf.Tensor, mask=None, training=None) -> tf.Tensor:
         weights = _mask_of(mask, sequence)
         length = tf.shape(sequence)[1]
-        x = sequence + self.positions[None, :length]
+        x = sequence + self.positions[None, :length] if self.use_positions else sequence
         # Every query attends to the real keys only; a query row without any keeps zeros (masked below).
-        attention_mask = tf.cast(weights[:, None, :] > 0, tf.bool)
-        attended = self._attention(x, x, attention_mask=attention_mask, training=training)
-        x = self._norms[0](x + self._drop(attended, training=training))
-        x = self._norms[1](x + self._drop(self._ff[1](self._ff[0](x)), training=training))
+        attention_mask = weights[:, None, :] > 0
+        if self.causal:
+            # [T, T] lower triangle: key s is visible to query t iff s <= t.
+            lower = tf.linalg.band_part(tf.ones(tf.stack([length, length])), -1, 0) > 0
+            attention_mask = tf.logical_and(attention_mask, lower[None])
+        if self.norm_first:
+            normed = self._norms[0](x)
+            x = x + self._drop(self._attention(normed, normed, attention_mask=attention_mask, training=training),
+                               training=training)
+            x = x + self._drop(self._ff[1](self._ff[0](self._norms[1](x))), training=training)
+        else:
+            attended = self._attention(x, x, attention_mask=attention_mask, training=training)
+            x = self._norms[0](x + self._drop(attended, training=training))
+            x = self._norms[1](x + self._drop(self._ff[1](self._ff[0](x)), training=training))
         return x * weights[:, :, None]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "max_len": self.max_len, "num_heads": self.num_heads,
-                "ff_units": self.ff_units, "dropout": self.dropout}
+                "ff_units": self.ff_units, "dropout": self.dropout, "causal": self.causal,
+                "positions": self.use_positions, "norm_first": self.norm_first}

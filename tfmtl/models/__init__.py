@@ -36,3 +36,8 @@ from tfmtl.models.mamex import MAMEX  # noqa: E402
 from tfmtl.models.star import STAR  # noqa: E402
 
 __all__ += ["M3oE", "MAMEX", "STAR", "StructureWeightUpdate"]
+
+# Sequential next-item backbone (MoRec's SASRec-BCE); not a multi-task model, so not in the registry.
+from tfmtl.models.sasrec import SASRec, sasrec_bce_loss  # noqa: E402
+
+__all__ += ["SASRec", "sasrec_bce_loss"]
