@@ -216,10 +216,11 @@ def markdown(meta, rows, summary, analysis=""):
         epochs = ", ".join(f"{r['best_epoch']}/{r['epochs_run']}" for r in rows
                            if r["model"] == model and r["features"] == features)
         lines.append(f"| {key} | {','.join(map(str, s['seeds']))} | "
-                     + " | ".join(f"{s[m][0]:.4f} ± {s[m][1]:.4f}" for m in METRICS) + f" | {epochs} |")
+                     + " | ".join(f"{s[m][0]:.4f} ± {s[m][1]:.4f}" if len(s["seeds"]) > 1 else f"{s[m][0]:.4f}"
+                                  for m in METRICS) + f" | {epochs} |")
     loads = "; ".join(f"{r['model']}/{r['features']} s{r['seed']}: {r['load'].split('load average:')[-1].strip()}"
                       for r in rows)
-    lines += ["", "± is the standard deviation over the seeds run (0 with one seed: no spread measured).", "",
+    lines += ["", "± is the standard deviation over the seeds run (none shown where only one seed ran).", "",
               "Load averages (`uptime`) at the end of each run; the machine (2 cores) was shared with another "
               f"engineer's benchmarks, so the seconds in the JSON are not clean timings: {loads}.", ""]
     if analysis:
