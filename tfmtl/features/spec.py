@@ -36,6 +36,19 @@ class SpecError(ValueError):
     """Bad input for a feature spec: the message names the field and the problem."""
 
 
+def _checked_table(feature) -> tuple | None:
+    """The checks a categorical and a list feature share: bucket count, width, and the
+    vocabulary cast to the feature's dtype (``None`` without one)."""
+    if feature.hash_buckets is not None and feature.hash_buckets < 1:
+        raise SpecError(f"feature '{feature.name}': hash_buckets must be >= 1, got {feature.hash_buckets}")
+    if feature.embedding_dim < 1:
+        raise SpecError(f"feature '{feature.name}': embedding_dim must be >= 1, got {feature.embedding_dim}")
+    if feature.vocabulary is None:
+        return None
+    cast = str if feature.dtype == STRING else int
+    return tuple(cast(v) for v in feature.vocabulary)
+
+
 @dataclasses.dataclass(frozen=True)
 class CategoricalFeature:
     """A categorical column, embedded as one field.
@@ -56,13 +69,9 @@ class CategoricalFeature:
             raise SpecError(f"feature '{self.name}': dtype must be one of {_CATEGORICAL_DTYPES}, got {self.dtype!r}")
         if (self.vocabulary is None) == (self.hash_buckets is None):
             raise SpecError(f"feature '{self.name}': set exactly one of vocabulary or hash_buckets")
-        if self.hash_buckets is not None and self.hash_buckets < 1:
-            raise SpecError(f"feature '{self.name}': hash_buckets must be >= 1, got {self.hash_buckets}")
-        if self.embedding_dim < 1:
-            raise SpecError(f"feature '{self.name}': embedding_dim must be >= 1, got {self.embedding_dim}")
-        if self.vocabulary is not None:
-            cast = str if self.dtype == STRING else int
-            object.__setattr__(self, "vocabulary", tuple(cast(v) for v in self.vocabulary))
+        vocabulary = _checked_table(self)
+        if vocabulary is not None:
+            object.__setattr__(self, "vocabulary", vocabulary)
 
     @property
     def num_ids(self) -> int:
@@ -121,13 +130,8 @@ class ListFeature:
                                 "set neither vocabulary nor hash_buckets")
         elif (self.vocabulary is None) == (self.hash_buckets is None):
             raise SpecError(f"feature '{self.name}': set exactly one of vocabulary, hash_buckets or shares")
-        if self.hash_buckets is not None and self.hash_buckets < 1:
-            raise SpecError(f"feature '{self.name}': hash_buckets must be >= 1, got {self.hash_buckets}")
-        if self.embedding_dim < 1:
-            raise SpecError(f"feature '{self.name}': embedding_dim must be >= 1, got {self.embedding_dim}")
-        if self.vocabulary is not None:
-            cast = str if self.dtype == STRING else int
-            vocabulary = tuple(cast(v) for v in self.vocabulary)
+        vocabulary = _checked_table(self)
+        if vocabulary is not None:
             if PAD[self.dtype] in vocabulary:
                 raise SpecError(f"feature '{self.name}': the vocabulary holds the pad token {PAD[self.dtype]!r}")
             object.__setattr__(self, "vocabulary", vocabulary)
