@@ -55,7 +55,6 @@ from bench._report import write_atomically
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 TESTDATA = os.path.join(ROOT, "tests", "serving", "testdata", "tf_serving", "saved_model_half_plus_two_cpu")
-CLIENTS = ("in_process", "in_process_servable", "http_client", "single_write", "grpc")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -226,7 +225,7 @@ class Contention:
     def _sample(self) -> tuple[float, float, float, float]:
         t = psutil.cpu_times()
         busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
-        ours = sum(p.cpu_times().user + p.cpu_times().system for p in self._ours)
+        ours = sum(sum(p.cpu_times()[:2]) for p in self._ours)  # user + system, one read per process
         return time.monotonic(), busy, getattr(t, "steal", 0.0), ours
 
     def start(self) -> None:
