@@ -40,6 +40,24 @@ def write_json(path: str, data, indent: int | None = 1) -> None:
     write_atomically(path, json.dumps(data, indent=indent))
 
 
+# Arguments that may differ between a run and the runs it is appended to.
+_PER_INVOCATION = {"seeds", "out", "append", "report_only", "variants", "models"}
+
+
+def appended(path: str, fresh: dict, seeds) -> dict:
+    """The results saved at ``path`` to continue: its ``config`` must equal ``fresh["config"]`` except
+    for the seeds and which models run; ``config["seeds"]`` becomes the union of both seed lists."""
+    with open(path) as f:
+        previous = json.load(f)
+    old, new = previous["config"], fresh["config"]
+    differing = sorted(k for k in (set(old) | set(new)) - _PER_INVOCATION if old.get(k) != new.get(k))
+    if differing:
+        sys.exit(f"--append: {path} was run with other settings: "
+                 + ", ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} now" for k in differing))
+    previous["config"]["seeds"] = sorted(set(old["seeds"]) | set(seeds))
+    return previous
+
+
 def save_figure(figure, path: str, **savefig_kwargs) -> None:
     """``figure.savefig`` to ``path``, atomically."""
     with atomic_path(path) as tmp:

@@ -136,8 +136,12 @@ def run(args) -> dict:
                "rows": {"train": len(data.train), "validation": len(data.validation), "cold": len(data.cold)},
                "cold_items": int(data.items["cold"].sum()), "modalities": list(by_name), "runs": {},
                "modality_weights": {}}
+    if args.append and os.path.exists(args.out + ".json"):
+        results = _report.appended(args.out + ".json", results, args.seeds)
     for name in args.variants:
         for seed in args.seeds:
+            if str(seed) in results["runs"].get(name, {}):
+                continue
             started = time.time()
             model, info = train(name, data, modalities, args.epochs, args.batch_size, args.learning_rate, seed,
                                 args.patience)
@@ -157,6 +161,7 @@ def run(args) -> dict:
                     "warm": model.modality_weights(data.validation).mean(0).tolist()}
             info["seconds"] = time.time() - started
             results["runs"].setdefault(name, {})[str(seed)] = info
+            _report.write_json(args.out + ".json", results)  # a stopped run keeps what finished
             print(f"{name:17s} seed {seed}: cold click AUC {info['cold']['all']['click']:.4f}, "
                   f"recall@{args.ks[0]} {info['ranking'][f'recall@{args.ks[0]}']:.4f} ({info['seconds']:.0f}s)",
                   flush=True)
@@ -277,6 +282,8 @@ def main(argv=None):
     parser.add_argument("--ks", nargs="+", type=int, default=[10, 20])
     parser.add_argument("--out", default=os.path.join(RESULTS, "coldstart"))
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the .json")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the runs in <out>.json (same settings) and run only the missing variant/seeds")
     args = parser.parse_args(argv)
     results = _report.run_or_reload(args, run, movielens.is_available,
                                     "MovieLens-100k is missing: run `python -m tfmtl.datasets.movielens fetch` first")

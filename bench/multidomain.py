@@ -19,6 +19,12 @@ rows). Each trains ``--epochs`` epochs, or with ``--patience P`` until the mean 
 has not improved for P epochs (``--epochs`` is the cap); the epoch with the best mean validation
 AUC is kept and scored on the test rows (sklearn AUC per domain and task).
 
+``--features pooled din`` adds the feature sets of ``bench/sequence_features.py``: genres as a
+mean-pooled list feature instead of the 19 indicators, and ``history``, the user's rated movies
+strictly before the rating's timestamp (the last ``--history``, sharing ``movie_id``'s table),
+mean-pooled (``pooled``) or read by DIN target attention against the candidate movie (``din``).
+``base`` is the indicator set above; runs of other feature sets are named ``model+features``.
+
 Writes ``bench/results/multidomain.{json,md,png}`` (the PNG: M3oE's mean
 shared-expert gate weights per domain and task).
 """
@@ -26,6 +32,7 @@ shared-expert gate weights per domain and task).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -34,6 +41,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from bench import _report
+from bench import sequence_features as sf
 from tfmtl.compat import keras
 from tfmtl.datasets import movielens
 from tfmtl.models import M3oE, build_model
@@ -59,6 +67,24 @@ LABELS = {"m3oe_paper": "M3oE paper preset", "m3oe": "M3oE (tfmtl: bilevel every
           "ple": "PLE + domain feature", "star": "STAR-style", "single_domain": "Single-domain MMoE x3"}
 
 
+def label(run: str) -> str:
+    """``mmoe+din`` -> ``MMoE + domain feature, din``."""
+    name, _, features = run.partition("+")
+    return LABELS.get(name, name) + (f", {features}" if features else "")
+
+
+def with_history(df, max_history: int):
+    """``df`` (rated pairs) with ``timestamp``, ``genres`` as a list of names and ``history`` (strict past)."""
+    ratings = movielens.load_ratings()
+    times = ratings.assign(user_id=ratings["user_id"].astype(str), movie_id=ratings["movie_id"].astype(str))
+    df = df.merge(times[["user_id", "movie_id", "timestamp"]], on=["user_id", "movie_id"], how="left",
+                  validate="one_to_one")
+    df["history"] = sf.history_before(ratings, df["user_id"].astype(np.int64).to_numpy(), df["timestamp"].to_numpy(),
+                                      max_history)
+    df["genres"] = [g.split("|") if g else [] for g in df["genres"]]
+    return df
+
+
 def auc_table(df, predictions) -> dict:
     """``{domain: {task: AUC}}`` plus ``"all"`` (every domain pooled)."""
     table = {}
@@ -77,11 +103,14 @@ def validation_score(df, predictions) -> float:
     return float(np.mean(scores))
 
 
-def train(name, spec, train_df, valid_df, test_df, epochs, batch_size, learning_rate, seed, patience=0):
+def train(name, spec, train_df, valid_df, test_df, epochs, batch_size, learning_rate, seed, patience=0,
+          features="base"):
     """Trains one model, keeps the best-validation epoch; returns (test predictions, info)."""
     family, kwargs = MODELS[name]
+    if features == "din":
+        kwargs = {**kwargs, "history_attention": {"history": "movie_id"}}
     keras.utils.set_random_seed(seed)
-    model = M3oE.paper(spec, TASKS) if name == "m3oe_paper" else build_model(family, spec, TASKS, **kwargs)
+    model = M3oE.paper(spec, TASKS, **kwargs) if name == "m3oe_paper" else build_model(family, spec, TASKS, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), metrics={})
     best, best_weights, history, start = -1.0, None, [], time.time()
     for epoch in range(1, epochs + 1):
@@ -107,13 +136,21 @@ def train(name, spec, train_df, valid_df, test_df, epochs, batch_size, learning_
 
 def run(args) -> dict:
     df, spec = movielens.multidomain(seed=0, embedding_dim=args.embedding_dim)
+    specs = {"base": spec}
+    if set(args.features) - {"base"}:
+        df = with_history(df, args.history)
+        domain = movielens.domain_feature(embedding_dim=args.embedding_dim)
+        for features in set(args.features) - {"base"}:
+            fitted = sf.feature_spec(df, features, args.history, args.embedding_dim, labels=tuple(TASKS))
+            specs[features] = dataclasses.replace(fitted, features=fitted.features + (domain,))
     train_df, valid_df, test_df = movielens.split_frame(df, (0.8, 0.1, 0.1), seed=0)
     results = {"config": vars(args), "rows": {"train": len(train_df), "validation": len(valid_df),
                                               "test": len(test_df)},
                "domain_rows_test": test_df["domain"].value_counts().sort_index().tolist(),
                "runs": {}, "platform": platform.platform()}
     gates = {}
-    for name in args.models:
+    for name, features in [(n, f) for n in args.models for f in args.features]:
+        run_name, spec = name if features == "base" else f"{name}+{features}", specs[features]
         for seed in args.seeds:
             started = time.time()
             if name == "single_domain":
@@ -122,22 +159,22 @@ def run(args) -> dict:
                 for d in range(len(DOMAINS)):
                     rows = [part[part["domain"] == d].reset_index(drop=True) for part in (train_df, valid_df, test_df)]
                     _, p, domain_info = train(name, spec, *rows, args.epochs, args.batch_size, args.learning_rate,
-                                              seed, args.patience)
+                                              seed, args.patience, features)
                     for t in TASKS:
                         predictions[t][test_df["domain"].to_numpy() == d] = p[t]
                     info["per_domain"][DOMAINS[d]] = domain_info
             else:
                 model, predictions, info = train(name, spec, train_df, valid_df, test_df, args.epochs,
-                                                 args.batch_size, args.learning_rate, seed, args.patience)
-                if name == "m3oe" and seed == args.seeds[0]:
+                                                 args.batch_size, args.learning_rate, seed, args.patience, features)
+                if run_name == "m3oe" and seed == args.seeds[0]:
                     weights = model.gate_weights(test_df)  # [N, T, E]
                     gates = {DOMAINS[d]: weights[test_df["domain"].to_numpy() == d].mean(0).tolist()
                              for d in range(len(DOMAINS))}
             info["auc"] = auc_table(test_df, predictions)
             info["seconds"] = time.time() - started
-            results["runs"].setdefault(name, {})[str(seed)] = info
-            print(f"{name:14s} seed {seed}: mean AUC {np.mean([info['auc'][d][t] for d in DOMAINS for t in TASKS]):.4f}"
-                  f" ({info['seconds']:.0f}s)", flush=True)
+            results["runs"].setdefault(run_name, {})[str(seed)] = info
+            mean_auc = np.mean([info["auc"][d][t] for d in DOMAINS for t in TASKS])
+            print(f"{run_name:14s} seed {seed}: mean AUC {mean_auc:.4f} ({info['seconds']:.0f}s)", flush=True)
     results["m3oe_gates"] = gates
     results["summary"] = summarise(results["runs"])
     return results
@@ -177,7 +214,7 @@ def markdown(results) -> str:
             mean, std = cells[c]
             text = f"{mean:.4f} +- {std:.4f}"
             row.append(f"**{text}**" if abs(mean - best[c]) < 1e-12 else text)
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(row) + " |")
+        lines.append(f"| {label(name)} | " + " | ".join(row) + " |")
     if results.get("note"):
         lines += ["", f"Note: {results['note']}."]
     lines += ["", "| model | best epoch (/ epochs run) per seed | converged | wall seconds per run (shared, loaded "
@@ -187,20 +224,30 @@ def markdown(results) -> str:
                   else [d["best_epoch"] for d in i["per_domain"].values()] for i in by_seed.values()]
         converged = all(i.get("converged") for i in by_seed.values())
         seconds = np.mean([i["seconds"] for i in by_seed.values()])
-        lines.append(f"| {LABELS.get(name, name)} | {epochs} | {'yes' if converged else 'no'} | {seconds:.0f} |")
+        lines.append(f"| {label(name)} | {epochs} | {'yes' if converged else 'no'} | {seconds:.0f} |")
     runs = [i for by_seed in results["runs"].values() for i in by_seed.values() if "best_epoch" in i]
     if runs and all(i["best_epoch"] == len(i["valid_auc_by_epoch"]) for i in runs):
         lines += ["", "Every model's best validation epoch is the last one: the epoch budget ranks the models "
                   "early in training, not at convergence (NOT converged)."]
     summary = results["summary"]
-    if "m3oe_paper" in summary and "star" in summary:
-        ranked = sorted(summary, key=lambda n: -summary[n]["mean"][0])
-        gap = summary["m3oe_paper"]["mean"][0] - max(summary[n]["mean"][0] for n in summary if n != "m3oe_paper")
-        lines += ["", "Verdict (M3oE paper: M3oE beats STAR and MMoE/PLE): mean AUC ranking "
-                  + " > ".join(f"{LABELS.get(n, n)} {summary[n]['mean'][0]:.4f}" for n in ranked)
+    base = {n: cells for n, cells in summary.items() if "+" not in n}
+    if "m3oe_paper" in base and "star" in base:
+        ranked = sorted(base, key=lambda n: -base[n]["mean"][0])
+        gap = base["m3oe_paper"]["mean"][0] - max(base[n]["mean"][0] for n in base if n != "m3oe_paper")
+        lines += ["", "Verdict (M3oE paper: M3oE beats STAR and MMoE/PLE), indicator features: mean AUC ranking "
+                  + " > ".join(f"{label(n)} {base[n]['mean'][0]:.4f}" for n in ranked)
                   + f"; the paper preset is {gap:+.4f} from the best other model, so the paper's claim "
                   + ("holds here" if gap > 0 else "does NOT hold here")
                   + f" ({len(cfg['seeds'])} seed(s); differences of a few 0.001 are within seed noise)."]
+    with_lists = [n for n in summary if "+" in n and n.partition("+")[0] in base]
+    if with_lists:
+        lines += ["", "What genres as a list and the user's history add (mean AUC minus the same model's on the "
+                  "indicator features; `all/like`, `all/love` = every domain pooled):", "",
+                  "| model | features | mean Δ | all/like Δ | all/love Δ |", "|---|---|---|---|---|"]
+        for n in with_lists:
+            model, _, features = n.partition("+")
+            deltas = [summary[n][c][0] - base[model][c][0] for c in ("mean", "all/like", "all/love")]
+            lines.append(f"| {label(model)} | {features} | " + " | ".join(f"{d:+.4f}" for d in deltas) + " |")
     m3oe = results["runs"].get("m3oe", {})
     if m3oe:
         lines += ["", "M3oE structure weights after training (sigmoid values; initial 0.731):", ""]
@@ -247,6 +294,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--embedding-dim", type=int, default=8)
+    parser.add_argument("--features", nargs="+", default=["base"], choices=sf.FEATURE_SETS,
+                        help="feature sets: base (indicators), pooled / din (genres list + rating history)")
+    parser.add_argument("--history", type=int, default=20, help="most recent rated movies kept per rating")
     parser.add_argument("--out", default=os.path.join(RESULTS, "multidomain"))
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md/.png from the .json")
     args = parser.parse_args(argv)

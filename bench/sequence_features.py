@@ -6,12 +6,13 @@
 
 The funnel of ``bench/funnel_table.py`` (exposures = the 100k rated pairs + as many sampled unrated
 pairs per user; click = rated, conversion = rating >= 4; random 80/10/10 split; CTR AUC on all test
-exposures, CVR AUC on clicked test exposures, CTCVR AUC on all) with three feature sets:
+exposures, CVR AUC on clicked test exposures, CTCVR AUC on all) with four feature sets:
 
 - ``base``: user/item ids, gender, occupation, zip prefix, age, release year and the 19 genre
   indicator columns as numerics (``funnel_table``'s features), no history.
-- ``pooled``: the same ids and scalars; genres as a mean-pooled **list feature** (the names of the
-  movie's genres) instead of the indicators; ``history``, the user's rated movies strictly before the
+- ``lists``: the same ids and scalars; genres as a mean-pooled **list feature** (the names of the
+  movie's genres) instead of the indicators; no history (separates the genre encoding from the history).
+- ``pooled``: ``lists`` plus ``history``, the user's rated movies strictly before the
   exposure's time (the last ``--history`` of them, in time order), sharing ``movie_id``'s embedding
   table and mean-pooled.
 - ``din``: as ``pooled`` but ``history`` is kept as a sequence and read by DIN target attention
@@ -51,7 +52,7 @@ from tfmtl.models import AITM, ESMM, FSMD
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 UNITS = [256, 128]
 METRICS = ("ctr_auc", "cvr_auc_clicked", "ctcvr_auc")
-FEATURE_SETS = ("base", "pooled", "din")
+FEATURE_SETS = ("base", "lists", "pooled", "din")
 SCALARS = ("age", "release_year")
 CATEGORICAL = movielens.USER_CATEGORICAL + movielens.ITEM_CATEGORICAL
 
@@ -120,22 +121,23 @@ def funnel_frame(seed: int = 0, max_history: int = 20, negatives_per_positive: f
     return df
 
 
-def feature_spec(df: pd.DataFrame, feature_set: str, max_history: int = 20, embedding_dim: int = 8) -> FeatureSpec:
-    """The spec of one feature set (``base``, ``pooled`` or ``din``), fitted on ``df``."""
+def feature_spec(df: pd.DataFrame, feature_set: str, max_history: int = 20, embedding_dim: int = 8,
+                 labels: tuple[str, ...] = ("click", "conversion")) -> FeatureSpec:
+    """The spec of one feature set (``base``, ``pooled`` or ``din``) with these label columns, fitted on ``df``."""
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
-    labels = [Label("click"), Label("conversion")]
+    label_columns, labels = set(labels), [Label(name) for name in labels]
     if feature_set == "base":
-        used = set(CATEGORICAL) | set(SCALARS) | set(movielens.GENRE_COLUMNS) | {"click", "conversion"}
+        used = set(CATEGORICAL) | set(SCALARS) | set(movielens.GENRE_COLUMNS) | label_columns
         return FeatureSpec.from_dataframe(df, labels, categorical=CATEGORICAL,
                                           numeric=SCALARS + movielens.GENRE_COLUMNS,
                                           exclude=[c for c in df.columns if c not in used],
                                           embedding_dim=embedding_dim)
-    used = set(CATEGORICAL) | set(SCALARS) | {"genres", "history", "click", "conversion"}
+    history = {"history": "movie_id"} if feature_set != "lists" else {}
+    used = set(CATEGORICAL) | set(SCALARS) | {"genres"} | set(history) | label_columns
     spec = FeatureSpec.from_dataframe(df, labels, categorical=CATEGORICAL, numeric=SCALARS,
                                       exclude=[c for c in df.columns if c not in used], embedding_dim=embedding_dim,
-                                      max_list_length=max_history, list_pooling="mean",
-                                      shared_embeddings={"history": "movie_id"})
+                                      max_list_length=max_history, list_pooling="mean", shared_embeddings=history)
     # Every genre of a movie (at most 6; the inferred 95% length quantile would cut some), and for DIN the
     # history as a sequence.
     most_genres = int(df["genres"].map(len).max())
@@ -191,7 +193,9 @@ def load() -> str:
 
 # --------------------------------------------------------------------------- report
 def summarise(rows):
-    keys = list(dict.fromkeys((r["model"], r["features"]) for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    keys = sorted(set((r["model"], r["features"]) for r in rows),
+                  key=lambda k: (models.index(k[0]), FEATURE_SETS.index(k[1])))
     summary = {}
     for model, features in keys:
         runs = [r for r in rows if r["model"] == model and r["features"] == features]
@@ -205,7 +209,8 @@ def markdown(meta, rows, summary, analysis=""):
     lines = ["# MovieLens-100k funnel with list and sequence features (genres, rating history, DIN)", "",
              f"Command: `{meta['command']}`  ", meta["note"], "",
              "Feature sets: **base** = ids + scalars + 19 genre indicators (as `funnel_table`), no history; "
-             "**pooled** = genres as a mean-pooled list + the last "
+             "**lists** = ids + scalars + genres as a mean-pooled list, no history; "
+             "**pooled** = genres list + the last "
              f"{meta['max_history']} rated movies strictly before the exposure, sharing `movie_id`'s table, "
              "mean-pooled; **din** = genres list + the history read by DIN target attention against the "
              "candidate movie. Unrated exposures take the time of a random rating of the same user.", "",

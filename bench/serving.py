@@ -23,7 +23,12 @@ other, for ``--cell-seconds`` each:
   on one channel.
 
 Server CPU per request is the server process's CPU time over the cell divided
-by its requests. Then a soak (``--soak-seconds``) sends census requests from 8
+by its requests. Then ``--rounds`` interleaved rounds at batch 1, one client: each
+round runs every client once (``--cell-seconds`` each) in turn, so the hypervisor's
+steal and any other disturbance fall on all clients alike; the medians over rounds of
+each client's p50 and p99, and of the per-round differences, decide the batch-1
+targets (a difference between two cells taken a minute apart is mostly noise here).
+Then a soak (``--soak-seconds``) sends census requests from 8
 threads while a new version is copied into the model's base path halfway
 through (hot swap): errors, versions seen and the server's RSS are recorded.
 The machine may be shared: the load average is recorded beside every cell.
@@ -63,6 +68,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32, 256])
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--cell-seconds", type=float, default=1.5, help="time per client per cell")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved batch-1 rounds of every client (0: none)")
     p.add_argument("--soak-seconds", type=float, default=600.0, help="soak with a hot swap halfway")
     p.add_argument("--out", default=os.path.join(RESULTS, "serving"), help="output path without extension")
     return p.parse_args(argv)
@@ -280,6 +286,32 @@ def run_cell(make: Callable[[], Callable[[], None]], concurrency: int, seconds: 
     return result
 
 
+def interleaved_rounds(makers: dict[str, Callable[[], Callable[[], None]]], rounds: int, seconds: float,
+                       server: psutil.Process, contention: Contention) -> dict:
+    """Every client once per round, in turn; per client the per-round results and their medians.
+
+    ``vs``: per-round differences of p50 against the other clients, whose median is robust to a
+    disturbance that hits one round (all clients of that round are hit alike).
+    """
+    per_round: dict[str, list[dict]] = {name: [] for name in makers}
+    for _ in range(rounds):
+        for name, make in makers.items():
+            per_round[name].append(run_cell(make, 1, seconds, None if name.startswith("in_process") else server,
+                                            contention))
+    summary = {}
+    for name, results in per_round.items():
+        summary[name] = {"p50_ms": round(float(np.median([r["p50_ms"] for r in results])), 3),
+                         "p99_ms": round(float(np.median([r["p99_ms"] for r in results])), 3),
+                         "p99_ms_max": max(r["p99_ms"] for r in results),
+                         "steal_pct": [r.get("steal_pct") for r in results],
+                         "other_pct_max": max(r.get("other_pct", 0.0) for r in results), "rounds": results}
+    for name in makers:
+        summary[name]["vs"] = {other: round(float(np.median([a["p50_ms"] - b["p50_ms"] for a, b in
+                                                             zip(per_round[name], per_round[other])])), 3)
+                               for other in makers if other != name}
+    return summary
+
+
 # --------------------------------------------------------------------------- bodies
 
 
@@ -424,8 +456,42 @@ def _machine_sentence(report: dict) -> str:
             f"run to run.")
 
 
+def _rounds_lines(report: dict) -> list[str]:
+    """The issue's targets at batch 1, one client, from the interleaved rounds."""
+    rounds = report["rounds"]
+    first = next(iter(next(iter(rounds.values())).values()))
+    lines = [f"**Batch 1, one keep-alive client, {len(first['rounds'])} interleaved rounds** (median over rounds; "
+             "`Δ` = median of the per-round differences):", ""]
+    half = rounds.get("half_plus_two", {})
+    if "http_client" in half:
+        h = half["http_client"]
+        lines.append(f"- half_plus_two REST (http.client): p50 {h['p50_ms']:.2f}, p99 {h['p99_ms']:.2f} (worst round "
+                     f"{h['p99_ms_max']:.2f}); single_write p50 {half['single_write']['p50_ms']:.2f}, p99 "
+                     f"{half['single_write']['p99_ms']:.2f}; gRPC p50 {half['grpc']['p50_ms']:.2f}, p99 "
+                     f"{half['grpc']['p99_ms']:.2f} (issue 15 target: REST p50 <= 2, p99 <= 5).")
+    census = rounds.get("census", {})
+    if "in_process" in census:
+        base = census["in_process"]["p50_ms"]
+        for client in ("http_client", "single_write", "grpc"):
+            c = census[client]
+            lines.append(f"- census {client}: p50 {c['p50_ms']:.2f}, p99 {c['p99_ms']:.2f}; Δ vs in_process "
+                         f"{c['vs']['in_process']:+.2f} (in_process p50 {base:.2f}), Δ vs the server's own call "
+                         f"path {c['vs']['in_process_servable']:+.2f}"
+                         + (f", Δ vs http_client {c['vs']['http_client']:+.2f}" if client != "http_client" else "")
+                         + ".")
+        lines.append("- targets: REST <= in_process + 1.5 ms; gRPC at least as fast as REST (Δ vs http_client <= 0).")
+    steals = [x for model in rounds.values() for c in model.values() for x in c["steal_pct"] if x is not None]
+    if steals:
+        lines.append(f"- steal during the rounds: {min(steals)}-{max(steals)} % (median "
+                     f"{sorted(steals)[len(steals) // 2]} %); other processes at most "
+                     f"{max(c['other_pct_max'] for model in rounds.values() for c in model.values())} %.")
+    return lines + [""]
+
+
 def _overhead_lines(report: dict) -> list[str]:
     """The issue's targets at batch 1, one client: REST and gRPC p50 over the in-process calls."""
+    if report.get("rounds"):
+        return _rounds_lines(report)
     cells = {(c["model"], c["client"]): c for c in report["cells"] if c["batch"] == 1 and c["concurrency"] == 1}
     if ("census", "in_process") not in cells:
         return []
@@ -508,6 +574,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(json.dumps(cell), flush=True)
                         report["cells"].append(cell)
                         save(report, args.out)
+        if args.rounds > 0:
+            report["rounds"] = {}
+            for model in ("half_plus_two", "census"):
+                data = {"x": np.zeros(1, np.float32)} if model == "half_plus_two" else _rows(arrays, 1)
+                body = json.dumps({"instances": [0.0]}).encode() if model == "half_plus_two" else rest_body(data)
+                path = f"/v1/models/{model}:predict"
+                makers = {} if model == "half_plus_two" else {
+                    "in_process": in_process_call(fn, data), "in_process_servable": servable_call(servable_signature,
+                                                                                                 data)}
+                makers.update(http_client=http_client_call(hostport, path, body),
+                              single_write=single_write_call(hostport, path, body),
+                              grpc=grpc_call(target, grpc_request(model, {"x": data["x"].reshape(-1, 1)}
+                                                                  if model == "half_plus_two" else data)))
+                print(f"[rounds] {model}: {args.rounds} x {list(makers)}", flush=True)
+                report["rounds"][model] = interleaved_rounds(makers, args.rounds, args.cell_seconds, server,
+                                                             contention)
+                save(report, args.out)
         if args.soak_seconds > 0:
             print(f"[soak] {args.soak_seconds:g} s with a hot swap ...", flush=True)
             report["soak"] = soak(hostport, server, census_base, version_dir, rest_body(_rows(arrays, 1)),

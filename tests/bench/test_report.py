@@ -23,3 +23,15 @@ def test_a_failed_write_keeps_the_old_result_and_no_temp_file(tmp_path):
         assert tmp.endswith(".tmp.png")  # the extension stays last: matplotlib picks the format from it
         raise RuntimeError("disk full")
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["r.png"]
+
+
+def test_appended_continues_a_run_with_the_same_settings_only(tmp_path):
+    path = str(tmp_path / "r.json")
+    _report.write_json(path, {"config": {"seeds": [0], "epochs": 30, "out": "a", "variants": ["x"]},
+                              "runs": {"x": {"0": {"auc": 0.6}}}})
+    fresh = {"config": {"seeds": [1, 2], "epochs": 30, "out": "b", "variants": ["x", "y"]}, "runs": {}}
+    continued = _report.appended(path, fresh, [1, 2])
+    assert continued["runs"] == {"x": {"0": {"auc": 0.6}}} and continued["config"]["seeds"] == [0, 1, 2]
+    fresh["config"]["epochs"] = 3
+    with pytest.raises(SystemExit, match="epochs 30 there, 3 now"):
+        _report.appended(path, fresh, [1])

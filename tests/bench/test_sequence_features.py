@@ -77,5 +77,11 @@ def test_feature_sets_share_the_item_table_and_din_keeps_the_sequence():
         assert features["genres"].max_length == 6 and features["genres"].pooling == "mean"
         assert not set(movielens.GENRE_COLUMNS) & set(features)
         assert "8" in features["movie_id"].vocabulary  # the shared table is fitted on the history too
+    lists = {f.name: f for f in sf.feature_spec(df, "lists").features}
+    assert "history" not in lists and lists["genres"].pooling == "mean"  # the genre encoding alone
+    assert not set(movielens.GENRE_COLUMNS) & set(lists)
+    renamed = df.rename(columns={"click": "like", "conversion": "love"})
+    assert [label.column for label in sf.feature_spec(renamed, "pooled", labels=("like", "love")).labels] == [
+        "like", "love"]
     with pytest.raises(ValueError, match="feature_set must be one of"):
         sf.feature_spec(df, "bst")
