@@ -207,7 +207,8 @@ def summarise(rows):
 
 def markdown(meta, rows, summary, analysis=""):
     lines = ["# MovieLens-100k funnel with list and sequence features (genres, rating history, DIN)", "",
-             f"Command: `{meta['command']}`  ", meta["note"], "",
+             "Commands: " + "; then ".join(f"`{c.strip('`')}`" for c in meta["command"].split("; then ")) + "  ",
+             meta["note"], "",
              "Feature sets: **base** = ids + scalars + 19 genre indicators (as `funnel_table`), no history; "
              "**lists** = ids + scalars + genres as a mean-pooled list, no history; "
              "**pooled** = genres list + the last "
@@ -234,23 +235,31 @@ def markdown(meta, rows, summary, analysis=""):
 
 
 def plot(summary, path):
+    """One panel per metric: models along x, one bar per feature set (same colour in every panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(summary)
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / max(len(names), 1)
-    for i, n in enumerate(names):
-        ax.bar(np.arange(3) + i * width, [summary[n][m][0] for m in METRICS], width,
-               yerr=[summary[n][m][1] for m in METRICS], label=n, capsize=2)
-    ax.set_xticks(np.arange(3) + 0.4 - width / 2, ["CTR", "CVR (clicked)", "CTCVR"])
-    low = min(summary[n][m][0] for n in names for m in METRICS)
-    ax.set_ylim(low - 0.02, 1.0)
-    ax.set_title("MovieLens-100k funnel with genres list / history / DIN, test AUC")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    models = list(dict.fromkeys(key.split("/")[0] for key in summary))
+    sets = [f for f in FEATURE_SETS if any(key.endswith("/" + f) for key in summary)]
+    titles = {"ctr_auc": "CTR", "cvr_auc_clicked": "CVR (clicked)", "ctcvr_auc": "CTCVR"}
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(12, 3.6))
+    width = 0.8 / max(len(sets), 1)
+    for ax, metric in zip(axes, METRICS):
+        values = []
+        for j, features in enumerate(sets):
+            cells = [summary.get(f"{m}/{features}", {}).get(metric, (np.nan, 0.0)) for m in models]
+            values += [c[0] for c in cells]
+            ax.bar(np.arange(len(models)) + (j - (len(sets) - 1) / 2) * width, [c[0] for c in cells], width,
+                   yerr=[c[1] for c in cells], capsize=2, label=features, color=f"C{j}")
+        low, high = np.nanmin(values), np.nanmax(values)
+        ax.set_ylim(low - 0.3 * (high - low) - 0.002, high + 0.15 * (high - low) + 0.002)
+        ax.set_xticks(range(len(models)), models)
+        ax.set_title(f"{titles[metric]} test AUC")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8, title="features")
+    fig.suptitle("MovieLens-100k funnel: genres list, rating history, DIN (mean ± std over seeds)")
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
     _report.save_figure(fig, path, dpi=110)
     plt.close(fig)
 
