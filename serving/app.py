@@ -3,22 +3,33 @@
 Routing, body limits, admission control, JSON in and out, errors as
 ``{"error": message}`` with the canonical HTTP status, and metrics. Model work
 runs in worker threads so the event loop keeps accepting requests.
+
+Every POST outside the metrics path (the inference verbs, and the malformed
+requests TF Serving answers 400) is served straight from the ASGI messages,
+without Starlette's request, routing and exception layers: they cost about as
+much event-loop time per request as the rest of the server, and a batch-1
+request is nothing but that overhead. Both paths run the same
+:func:`create_app` ``answer`` function, so they answer identically.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import zlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -34,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_CONCURRENT_REQUESTS = 64
+DEFAULT_WORKER_THREADS = 40
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
@@ -44,7 +56,7 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
                timeout_ms: int = 0, metrics_path: str = METRICS_PATH) -> Starlette:
     """Build the app. Its lifespan starts the manager (loading models) and stops it on shutdown.
 
-    ``worker_threads`` > 0 resizes the thread pool that runs the models (anyio's default is 40).
+    ``worker_threads`` > 0 sizes the thread pool that runs the models (default 40).
     ``timeout_ms`` > 0 answers an inference request that takes longer 504 (``--rest_api_timeout_in_ms``);
     the model call itself cannot be interrupted and finishes in its thread.
     """
@@ -52,47 +64,57 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
     manager.add_listener(metrics.on_model_event)
     service = PredictionService(manager, batching=batching, metrics=metrics)
     limiter = ConcurrencyLimiter(max_concurrent_requests)
+    workers = _Workers(worker_threads if worker_threads > 0 else DEFAULT_WORKER_THREADS)
 
-    async def models_endpoint(request: Request) -> Response:
+    async def answer(method: str, raw_path: bytes | str, shown_path: str, headers: dict[str, str],
+                     body: AsyncIterator[bytes]) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one request on a model path: the whole REST API but metrics."""
         started = time.perf_counter()
         api, model = "unknown", "-"
         try:
-            path = urls.parse_model_path(request.scope.get("raw_path") or request.url.path, request.method)
+            path = urls.parse_model_path(raw_path, method)
             api = path.endpoint
             # Unknown names never become metric labels (unbounded cardinality).
             model = path.name if path.name in manager.model_names() else "-"
-            result = await _dispatch(request, path)
-            response = Response(result, status_code=200, media_type="application/json") \
-                if isinstance(result, bytes) else _json_response(result, 200)
+            result = await _dispatch(method, shown_path, headers, body, path)
+            status, content = 200, result if isinstance(result, bytes) else codec.dumps(result)
         except ServingError as e:
-            response = error_response(e)
+            status, content = e.http_status, _error_body(e)
         except Exception as e:
-            logger.exception("internal error on %s %s", request.method, request.url.path)
-            response = error_response(Internal(f"internal error: {type(e).__name__}: {e}"))
-        metrics.observe_request(model, api, response.status_code, time.perf_counter() - started)
-        return response
+            logger.exception("internal error on %s %s", method, shown_path)
+            error = Internal(f"internal error: {type(e).__name__}: {e}")
+            status, content = error.http_status, _error_body(error)
+        metrics.observe_request(model, api, status, time.perf_counter() - started)
+        return status, content
 
-    async def _dispatch(request: Request, path: urls.ModelPath) -> Any:
+    async def models_endpoint(request: Request) -> Response:
+        status, content = await answer(request.method, request.scope.get("raw_path") or request.url.path,
+                                       request.url.path, request.headers, request.stream())
+        return Response(content, status_code=status, media_type="application/json")
+
+    async def _dispatch(method: str, shown_path: str, headers, body: AsyncIterator[bytes],
+                        path: urls.ModelPath) -> Any:
         if path.endpoint in (urls.STATUS, urls.METADATA):
-            if request.method != "GET":
-                raise urls.malformed(request.method, request.url.path)
+            if method != "GET":
+                raise urls.malformed(method, shown_path)
             return service.status(path) if path.endpoint == urls.STATUS else service.metadata(path)
-        if path.endpoint not in urls.INFERENCE_VERBS or request.method != "POST":
-            raise urls.malformed(request.method, request.url.path)
-        raw = await read_body(request, max_request_bytes)
-        encoding = request.headers.get("content-encoding", "")
+        if path.endpoint not in urls.INFERENCE_VERBS or method != "POST":
+            raise urls.malformed(method, shown_path)
+        raw = await read_body(headers.get("content-length"), body, max_request_bytes)
+        encoding = headers.get("content-encoding", "")
         operation = getattr(service, path.endpoint)
         with limiter.slot():
             # Decoding, the model call and encoding all run in one worker thread: a large body
-            # never blocks the event loop.
-            call = anyio.to_thread.run_sync(_handle, operation, path, raw, encoding, max_request_bytes,
-                                            abandon_on_cancel=timeout_ms > 0)
+            # never blocks the event loop. A plain executor hop costs less than anyio's to_thread.
+            call = asyncio.get_running_loop().run_in_executor(workers.get(), _handle, operation, path, raw,
+                                                              encoding, max_request_bytes)
             if timeout_ms <= 0:
                 return await call
-            with anyio.move_on_after(timeout_ms / 1000.0):
-                return await call
-            raise DeadlineExceeded("Deadline exceeded: the request took longer than --rest_api_timeout_in_ms="
-                                   f"{timeout_ms}")
+            try:  # on timeout the call is abandoned: it finishes in its thread, its answer dropped
+                return await asyncio.wait_for(call, timeout_ms / 1000.0)
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded("Deadline exceeded: the request took longer than "
+                                       f"--rest_api_timeout_in_ms={timeout_ms}") from None
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
@@ -103,16 +125,16 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        if worker_threads > 0:
-            anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
         await anyio.to_thread.run_sync(manager.start)
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(service.close)
             await anyio.to_thread.run_sync(manager.stop)
+            workers.shutdown()
 
-    app = Starlette(
+    app = _RestApp(
+        answer, metrics_path,
         routes=[
             Route(metrics_path, metrics_endpoint, methods=["GET"]),
             Route("/{rest:path}", models_endpoint, methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]),
@@ -127,19 +149,77 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
     return app
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw request body, refused (413) as soon as more than ``limit`` bytes arrive."""
-    declared = request.headers.get("content-length")
+class _Workers:
+    """The REST API's model threads: created on first use, shut down with the app (and made again if restarted)."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._size, thread_name_prefix="rest")
+                pool = self._pool
+        return pool
+
+    def shutdown(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)  # abandoned (timed-out) calls finish on their own
+
+
+class _RestApp(Starlette):
+    """Starlette, with POSTs outside ``metrics_path`` answered by ``answer`` straight from the ASGI messages."""
+
+    def __init__(self, answer, metrics_path: str, **kwargs):
+        super().__init__(**kwargs)
+        self._answer = answer
+        self._metrics_path = metrics_path
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] == self._metrics_path:
+            await super().__call__(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        status, content = await self._answer("POST", scope.get("raw_path") or scope["path"], scope["path"], headers,
+                                             _body_chunks(receive))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-length", str(len(content)).encode()),
+                                (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _body_chunks(receive) -> AsyncIterator[bytes]:
+    """The request body as ASGI delivers it (Starlette's ``request.stream()`` without the Request)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+async def read_body(declared: str | None, chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The raw request body, refused (413) as soon as more than ``limit`` bytes arrive.
+
+    ``declared``: the Content-Length header (refused before reading when it is over the limit).
+    """
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body of {int(declared)} bytes is over the {limit}-byte limit "
                               f"(--max_request_bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body is over the {limit}-byte limit (--max_request_bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _handle(operation, path: urls.ModelPath, raw: bytes, encoding: str, limit: int) -> bytes:
@@ -183,8 +263,8 @@ def parse_json_body(raw: bytes, encoding: str = "", limit: int = DEFAULT_MAX_REQ
 
 
 def error_response(error: ServingError) -> Response:
-    return _json_response({"error": error.message}, error.http_status)
+    return Response(_error_body(error), status_code=error.http_status, media_type="application/json")
 
 
-def _json_response(content: Any, status: int, headers: dict | None = None) -> Response:
-    return Response(codec.dumps(content), status_code=status, headers=headers, media_type="application/json")
+def _error_body(error: ServingError) -> bytes:
+    return codec.dumps({"error": error.message})
