@@ -81,7 +81,7 @@ def with_history(df, max_history: int):
                   validate="one_to_one")
     df["history"] = sf.history_before(ratings, df["user_id"].astype(np.int64).to_numpy(), df["timestamp"].to_numpy(),
                                       max_history)
-    df["genres"] = [g.split("|") if g else [] for g in df["genres"]]
+    df["genres"] = sf.genre_lists(df["genres"])
     return df
 
 
@@ -137,10 +137,11 @@ def train(name, spec, train_df, valid_df, test_df, epochs, batch_size, learning_
 def run(args) -> dict:
     df, spec = movielens.multidomain(seed=0, embedding_dim=args.embedding_dim)
     specs = {"base": spec}
-    if set(args.features) - {"base"}:
+    with_lists = [f for f in args.features if f != "base"]
+    if with_lists:
         df = with_history(df, args.history)
         domain = movielens.domain_feature(embedding_dim=args.embedding_dim)
-        for features in set(args.features) - {"base"}:
+        for features in with_lists:
             fitted = sf.feature_spec(df, features, args.history, args.embedding_dim, labels=tuple(TASKS))
             specs[features] = dataclasses.replace(fitted, features=fitted.features + (domain,))
     train_df, valid_df, test_df = movielens.split_frame(df, (0.8, 0.1, 0.1), seed=0)

@@ -105,6 +105,11 @@ def history_before(ratings: pd.DataFrame, users: np.ndarray, times: np.ndarray, 
     return [list(rated_items[s:e]) for s, e in zip(start, end)]
 
 
+def genre_lists(genres) -> list[list[str]]:
+    """MovieLens' ``|``-joined genre names as lists (an empty string: no genre)."""
+    return [g.split("|") if g else [] for g in genres]
+
+
 def funnel_frame(seed: int = 0, max_history: int = 20, negatives_per_positive: float = 1.0,
                  data_dir: str | None = None) -> pd.DataFrame:
     """The funnel exposures with ``timestamp``, ``genres`` (list of names) and ``history`` (list of movie ids)."""
@@ -115,7 +120,7 @@ def funnel_frame(seed: int = 0, max_history: int = 20, negatives_per_positive: f
     pairs["history"] = history_before(ratings, pairs["user_id"].to_numpy(), pairs["timestamp"].to_numpy(),
                                       max_history)
     df = movielens._joined(pairs, data_dir)
-    df["genres"] = [g.split("|") if g else [] for g in df["genres"]]
+    df["genres"] = genre_lists(df["genres"])
     df["click"] = (df["rating"] > 0).astype(np.int64)
     df["conversion"] = (df["rating"] >= 4).astype(np.int64)
     return df

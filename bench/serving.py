@@ -550,22 +550,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving.servable import Servable
 
         servable_signature = Servable.load("census", 1, version_dir).signature(None)
+        def clients(model: str, batch: int) -> dict[str, Callable[[], Callable[[], None]]]:
+            """Every client of ``model`` at ``batch`` rows (census adds the two in-process calls)."""
+            if model == "half_plus_two":
+                data = {"x": (np.arange(batch, dtype=np.float32) % 7)}
+                body = json.dumps({"instances": data["x"].tolist()}).encode()
+                grpc_inputs = {"x": data["x"].reshape(-1, 1)}
+            else:
+                data = _rows(arrays, batch)
+                body = rest_body(data)
+                grpc_inputs = data
+            makers = {"http_client": http_client_call(hostport, f"/v1/models/{model}:predict", body),
+                      "single_write": single_write_call(hostport, f"/v1/models/{model}:predict", body),
+                      "grpc": grpc_call(target, grpc_request(model, grpc_inputs))}
+            if model == "census":
+                makers = {"in_process": in_process_call(fn, data),
+                          "in_process_servable": servable_call(servable_signature, data), **makers}
+            return makers
+
         for model in ("half_plus_two", "census"):
             for batch in args.batches:
-                if model == "half_plus_two":
-                    data = {"x": (np.arange(batch, dtype=np.float32) % 7)}
-                    body = json.dumps({"instances": data["x"].tolist()}).encode()
-                    grpc_inputs = {"x": data["x"].reshape(-1, 1)}
-                else:
-                    data = _rows(arrays, batch)
-                    body = rest_body(data)
-                    grpc_inputs = data
-                makers = {"http_client": http_client_call(hostport, f"/v1/models/{model}:predict", body),
-                          "single_write": single_write_call(hostport, f"/v1/models/{model}:predict", body),
-                          "grpc": grpc_call(target, grpc_request(model, grpc_inputs))}
-                if model == "census":
-                    makers = {"in_process": in_process_call(fn, data),
-                              "in_process_servable": servable_call(servable_signature, data), **makers}
+                makers = clients(model, batch)
                 for concurrency in args.concurrency:
                     for client, make in makers.items():
                         result = run_cell(make, concurrency, args.cell_seconds,
@@ -577,16 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rounds > 0:
             report["rounds"] = {}
             for model in ("half_plus_two", "census"):
-                data = {"x": np.zeros(1, np.float32)} if model == "half_plus_two" else _rows(arrays, 1)
-                body = json.dumps({"instances": [0.0]}).encode() if model == "half_plus_two" else rest_body(data)
-                path = f"/v1/models/{model}:predict"
-                makers = {} if model == "half_plus_two" else {
-                    "in_process": in_process_call(fn, data), "in_process_servable": servable_call(servable_signature,
-                                                                                                 data)}
-                makers.update(http_client=http_client_call(hostport, path, body),
-                              single_write=single_write_call(hostport, path, body),
-                              grpc=grpc_call(target, grpc_request(model, {"x": data["x"].reshape(-1, 1)}
-                                                                  if model == "half_plus_two" else data)))
+                makers = clients(model, 1)
                 print(f"[rounds] {model}: {args.rounds} x {list(makers)}", flush=True)
                 report["rounds"][model] = interleaved_rounds(makers, args.rounds, args.cell_seconds, server,
                                                              contention)
