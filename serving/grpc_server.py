@@ -32,7 +32,7 @@ from serving.errors import InvalidArgument, ServingError, Unimplemented
 from serving.manager import ModelManager
 from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
 from serving.service import PredictionService, status_response
-from serving.tensor_proto import to_ndarray, to_tensor_proto
+from serving.tensor_proto import fill_tensor_proto, to_ndarrays
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         if extra:
             raise InvalidArgument(f"Extra input(s) {extra}; the signature's inputs are {list(signature.inputs)}")
         try:
-            inputs = {k: to_ndarray(request.inputs[k]) for k in signature.inputs}
+            inputs = to_ndarrays(request.inputs, signature.inputs)
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"input tensor cannot be read: {e}") from None
         outputs = self._service.run(servable, signature, inputs)
@@ -107,7 +107,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
         response = predict_pb2.PredictResponse()
         _reply_spec(response.model_spec, servable, signature.key)
         for key in wanted:
-            response.outputs[key].CopyFrom(to_tensor_proto(outputs[key]))
+            fill_tensor_proto(response.outputs[key], outputs[key])
         return response
 
     @_guard

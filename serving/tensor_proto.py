@@ -18,10 +18,11 @@ array([[1.5, 2. ]], dtype=float32)
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 # dtype enum -> (numpy dtype, the repeated field that holds values when tensor_content is empty)
 _FAST_DTYPES: dict[int, tuple[np.dtype, str]] = {
@@ -61,25 +62,66 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     return tf.make_ndarray(proto)
 
 
+def to_ndarrays(tensors: Mapping[str, tensor_pb2.TensorProto], names: Iterable[str]) -> dict[str, np.ndarray]:
+    """``{name: to_ndarray(tensors[name])}``, with every string tensor's values in one object array.
+
+    A request's many small string tensors (one per categorical feature) each cost a numpy
+    allocation; gathering their values into one array and handing out views of it halves
+    the conversion time of a census request. The views share that array: read them, do not
+    write them.
+    """
+    arrays: dict[str, np.ndarray | None] = {}
+    strings: list[tuple[str, int, int, list[int]]] = []
+    values: list[bytes] = []
+    for name in names:
+        proto = tensors[name]
+        if proto.dtype != types_pb2.DT_STRING:
+            arrays[name] = to_ndarray(proto)
+            continue
+        shape = [d.size for d in proto.tensor_shape.dim]
+        start = len(values)
+        values.extend(proto.string_val)
+        if len(values) - start != math.prod(shape):
+            del values[start:]
+            arrays[name] = to_ndarray(proto)  # TensorFlow's fill rule or its error
+            continue
+        strings.append((name, start, len(values), shape))
+        arrays[name] = None  # keeps the names' order; filled below
+    if strings:
+        flat = np.empty(len(values), dtype=object)
+        flat[:] = values
+        for name, start, end, shape in strings:
+            arrays[name] = flat[start:end].reshape(shape)
+    return arrays  # type: ignore[return-value] - every None was filled
+
+
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """A TensorProto of ``array`` (as ``tf.make_tensor_proto``: numbers in tensor_content, strings in string_val)."""
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, array)
+    return proto
+
+
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Write ``array`` into the empty ``proto`` in place (a response's map entry: no copy of the message)."""
     array = np.asarray(array)
-    if array.dtype.kind in ("O", "S", "U"):
-        if array.dtype.kind == "U":
-            return tf.make_tensor_proto(array)
+    if array.dtype.kind in ("O", "S"):
         values = array.ravel().tolist()
-        if not all(isinstance(v, bytes) for v in values):
-            return tf.make_tensor_proto(array)
-        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=_shape(array.shape))
-        proto.string_val.extend(values)
-        return proto
+        if all(isinstance(v, bytes) for v in values):
+            proto.dtype = types_pb2.DT_STRING
+            _fill_shape(proto, array.shape)
+            proto.string_val.extend(values)
+            return
     enum = _ENUM_OF_NUMPY.get(array.dtype)
-    if enum is None:
-        return tf.make_tensor_proto(array)
-    return tensor_pb2.TensorProto(dtype=enum, tensor_shape=_shape(array.shape),
-                                  tensor_content=np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"),
-                                                                                    copy=False).tobytes())
+    if enum is None:  # unicode, str objects and the rarer dtypes: TensorFlow's own conversion
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return
+    proto.dtype = enum
+    _fill_shape(proto, array.shape)
+    proto.tensor_content = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def _shape(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
-    return tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape])
+def _fill_shape(proto: tensor_pb2.TensorProto, shape: tuple[int, ...]) -> None:
+    dims = proto.tensor_shape.dim
+    for size in shape:
+        dims.add(size=size)

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from serving.tensor_proto import to_ndarray, to_tensor_proto
+from serving.tensor_proto import fill_tensor_proto, to_ndarray, to_ndarrays, to_tensor_proto
 
 ARRAYS = [
     np.array([[1.5, -2.0], [np.nan, np.inf]], np.float32),
@@ -57,3 +57,35 @@ def test_content_that_does_not_fit_the_shape_is_an_error():
     proto.tensor_shape.dim[0].size = 4
     with pytest.raises(ValueError):
         to_ndarray(proto)
+
+
+def test_a_whole_request_converts_as_tensor_by_tensor():
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    for i, array in enumerate(ARRAYS):
+        request.inputs[f"in{i}"].CopyFrom(tf.make_tensor_proto(array))
+    request.inputs["second_strings"].CopyFrom(tf.make_tensor_proto(np.array([b"p", b"q", b"r"], object)))
+    filled = request.inputs["fill_rule"]  # one value for three elements: TensorFlow repeats it
+    filled.dtype = types_pb2.DT_STRING
+    filled.tensor_shape.dim.add(size=3)
+    filled.string_val.append(b"s")
+    names = list(request.inputs)
+    got = to_ndarrays(request.inputs, names)
+    assert list(got) == names
+    for name in names:
+        want = tf.make_ndarray(request.inputs[name])
+        assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
+        np.testing.assert_array_equal(got[name], want)
+
+
+@pytest.mark.parametrize("array", ARRAYS + [np.array(["text", "ü"])], ids=lambda a: f"{a.dtype}{list(a.shape)}")
+def test_filling_a_response_entry_equals_copying_tensorflows_proto(array):
+    from tensorflow_serving.apis import predict_pb2
+
+    ours, theirs = predict_pb2.PredictResponse(), predict_pb2.PredictResponse()
+    fill_tensor_proto(ours.outputs["y"], array)
+    theirs.outputs["y"].CopyFrom(tf.make_tensor_proto(array))
+    np.testing.assert_array_equal(tf.make_ndarray(ours.outputs["y"]), tf.make_ndarray(theirs.outputs["y"]))
+    assert ours.outputs["y"].dtype == theirs.outputs["y"].dtype
+    assert ours.outputs["y"].tensor_shape == theirs.outputs["y"].tensor_shape
