@@ -181,7 +181,7 @@ CENSUS_OBJECTIVES = {"income": ("income_50k", BCE), "never_married": ("never_mar
 
 def census_part(args: argparse.Namespace) -> dict[str, Any]:
     clock = Clock()
-    splits = census.load_census(nrows=args.census_rows)
+    splits = census.load_census(nrows=args.census_rows, numeric_encoding="scalar")  # as the integration test
     validation = splits.validation.iloc[: args.census_val_rows]
     keras.utils.set_random_seed(args.seed)
     base = MMoE(splits.spec, tasks=["income_50k", "never_married"], num_experts=args.census_experts,

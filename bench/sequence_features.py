@@ -137,12 +137,13 @@ def feature_spec(df: pd.DataFrame, feature_set: str, max_history: int = 20, embe
         return FeatureSpec.from_dataframe(df, labels, categorical=CATEGORICAL,
                                           numeric=SCALARS + movielens.GENRE_COLUMNS,
                                           exclude=[c for c in df.columns if c not in used],
-                                          embedding_dim=embedding_dim)
+                                          embedding_dim=embedding_dim, numeric_encoding="scalar")
     history = {"history": "movie_id"} if feature_set != "lists" else {}
     used = set(CATEGORICAL) | set(SCALARS) | {"genres"} | set(history) | label_columns
     spec = FeatureSpec.from_dataframe(df, labels, categorical=CATEGORICAL, numeric=SCALARS,
                                       exclude=[c for c in df.columns if c not in used], embedding_dim=embedding_dim,
-                                      max_list_length=max_history, list_pooling="mean", shared_embeddings=history)
+                                      max_list_length=max_history, list_pooling="mean", shared_embeddings=history,
+                                      numeric_encoding="scalar")  # as every published run of this table
     # Every genre of a movie (at most 6; the inferred 95% length quantile would cut some), and for DIN the
     # history as a sequence.
     most_genres = int(df["genres"].map(len).max())

@@ -198,8 +198,9 @@ def run(args) -> dict:
     plan = []
     for seed in args.seeds:
         for dataset in args.datasets:
-            plan.append({"dataset": dataset, "method": "lightgbm", "seed": seed})
-            for cross in args.crosses:
+            if "lightgbm" in args.methods:
+                plan.append({"dataset": dataset, "method": "lightgbm", "seed": seed})
+            for cross in args.crosses if "tfmtl" in args.methods else ():
                 for encoding in args.encodings if cross == "none" else args.dcn_encodings:
                     plan.append({"dataset": dataset, "method": "tfmtl", "encoding": encoding, "cross": cross,
                                  "seed": seed})
@@ -245,6 +246,15 @@ def summarise(results: dict) -> list[dict]:
     return rows
 
 
+def default_encoding() -> str:
+    """The numeric encoding ``FeatureSpec.from_dataframe`` picks when not told (read from the code, not restated)."""
+    import inspect
+
+    from tfmtl.features import FeatureSpec
+
+    return inspect.signature(FeatureSpec.from_dataframe).parameters["numeric_encoding"].default
+
+
 def markdown(results: dict, rows: list[dict]) -> str:
     version = next((r["version"] for r in results["runs"] if r["method"] == "lightgbm"), "?")
     model = next((r["model"] for r in results["runs"] if r["method"] == "tfmtl"), "?")
@@ -267,11 +277,12 @@ def markdown(results: dict, rows: list[dict]) -> str:
         lines.append(f"| {r['dataset']} | {r['task']} | {r['method']} | {r['encoding']} | {r['cross']} | "
                      f"{','.join(map(str, r['seeds']))} | {r['auc_mean']:.4f} ± {r['auc_std']:.4f} | {gap} | "
                      f"{r['epochs']} | {r['seconds']:.0f} | {r['load']:.1f} |")
-    lines += ["", "## Verdict: the default (PLE, no DCN) against LightGBM", "",
+    encoding = default_encoding()
+    lines += ["", f"## Verdict: the default a user gets ({encoding} encoding, no DCN) against LightGBM", "",
               "The issue's bar: within 0.003 test AUC of LightGBM or ahead (census: income >= 0.957 and "
               "never married >= 0.9948).", ""]
     for r in rows:
-        if r["method"] != "tfmtl" or (r["encoding"], r["cross"]) != ("ple", "none") or r["gap"] is None:
+        if r["method"] != "tfmtl" or (r["encoding"], r["cross"]) != (encoding, "none") or r["gap"] is None:
             continue
         others = [o for o in rows if o["method"] == "tfmtl" and (o["dataset"], o["task"]) == (r["dataset"], r["task"])]
         best = max(others, key=lambda o: o["auc_mean"])
@@ -314,6 +325,8 @@ def main(argv=None) -> None:
     parser.add_argument("--crosses", nargs="+", default=list(CROSSES), choices=CROSSES + ("parallel",))
     parser.add_argument("--dcn-encodings", nargs="+", default=["ple"], choices=ENCODINGS,
                         help="encodings also run with each DCN option (all would multiply the runs)")
+    parser.add_argument("--methods", nargs="+", default=["lightgbm", "tfmtl"], choices=("lightgbm", "tfmtl"),
+                        help="LightGBM's seeds only change its row sampling: one seed is usually enough")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--max-epochs", type=int, default=20)
     parser.add_argument("--model", default="mmoe")

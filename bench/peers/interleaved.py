@@ -78,7 +78,8 @@ def main() -> None:
     test_df = census.read_census_csv(os.path.join(data_dir, "test.csv.gz"), args.rows).reset_index(drop=True)
     spec = FeatureSpec.from_dataframe(train_df, labels=census.LABELS, categorical=census.INTEGER_CODED,
                                       numeric=census.NUMERIC, exclude=census.NOT_FEATURES,
-                                      embedding_dim=args.embedding_dim)
+                                      embedding_dim=args.embedding_dim,
+                                      numeric_encoding="scalar")  # the dense inputs DeepCTR and torch-rechub get
     n_train, n_test = len(train_df), min(args.test_rows, len(test_df), len(next(iter(x_test.values()))))
     test_df = test_df.iloc[:n_test]
     x_test = {k: v[:n_test] for k, v in x_test.items()}

@@ -62,7 +62,7 @@ def main():
     from tfmtl.models import MMoE
     from tfmtl.optimizers import Adam
 
-    splits = load_census(nrows=args.rows)
+    splits = load_census(nrows=args.rows, numeric_encoding="scalar")  # as the peer comparison
     train_df, spec = splits.train, splits.spec
     tasks = ["income_50k", "never_married"]
     B, steps = 256, args.steps

@@ -95,7 +95,8 @@ def run_one(name: str, args, threads: dict) -> dict:
     labels = census.LABELS + (Label(FUNNEL_LABEL),)
     spec = FeatureSpec.from_dataframe(train_df, labels=labels, categorical=census.INTEGER_CODED,
                                       numeric=census.NUMERIC, exclude=census.NOT_FEATURES,
-                                      embedding_dim=args.embedding_dim)
+                                      embedding_dim=args.embedding_dim,
+                                      numeric_encoding="scalar")  # the dense inputs DeepCTR and torch-rechub get
     expected = [c for c in train_df.columns if c not in census_data.NOT_FEATURES + (FUNNEL_LABEL,)]
     if sorted(spec.feature_names) != sorted(expected):
         raise SystemExit(f"feature set differs from the peers': {sorted(set(spec.feature_names) ^ set(expected))}")

@@ -75,3 +75,19 @@ def test_bad_arguments_are_named():
         PiecewiseLinearEmbedding([[0.0, 1.0]], embedding_dim=2, columns=[0, 1])
     with pytest.raises(ValueError, match="sigma"):
         PeriodicEmbedding(1, embedding_dim=2, sigma=0.0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda dtype: PiecewiseLinearEmbedding([[0.0, 1.0, 3.0], [-1.0, 1.0]], embedding_dim=4, dtype=dtype),
+    lambda dtype: PeriodicEmbedding(2, embedding_dim=4, frequencies=3, sigma=0.5, dtype=dtype),
+])
+def test_mixed_precision_computes_in_float16_with_float32_weights(make):
+    # Under mixed_float16 the inputs arrive as float16 (the GPU path); the bins stay float32 inside.
+    x = tf.constant([[0.5, 0.2], [2.5, -0.4]])
+    full, mixed = make("float32"), make("mixed_float16")
+    full(x)
+    mixed(tf.cast(x, tf.float16))
+    mixed.set_weights(full.get_weights())
+    out = mixed(tf.cast(x, tf.float16))
+    assert out.dtype == tf.float16 and all(w.dtype == tf.float32 for w in mixed.weights)
+    np.testing.assert_allclose(out.numpy(), full(x).numpy(), atol=2e-2)

@@ -62,9 +62,9 @@ def test_funnel_models_take_lists_and_history_attention(cls, config, tmp_path):
 def test_pooled_list_is_a_field_the_fm_crosses():
     df = list_frame()
     model = MMoE(list_spec(df), num_experts=2, expert_units=[8], tower_units=[4], fm="shared")
-    # item (categorical) + x? no: x is scalar-encoded, so fields = item, history (mean), genres (mean).
-    assert model.get_layer("fields").output.shape.as_list() == [None, 3, 4]
-    assert model.get_layer("fm").input[2].shape.as_list() == [None, 3, 4]
+    # fields = item, history (mean), genres (mean) and x (the default PLE encoding makes it a field).
+    assert model.get_layer("fields").output.shape.as_list() == [None, 4, 4]
+    assert model.get_layer("fm").input[2].shape.as_list() == [None, 4, 4]
 
 
 def test_mean_pooling_matches_a_hand_calculation():

@@ -31,7 +31,10 @@ OBJECTIVES = {"income": ("income_50k", BCE), "never_married": ("never_married", 
 
 @pytest.fixture(scope="module")
 def splits():
-    return load_census(nrows=ROWS)
+    # Scalar numerics: with the default PLE embeddings this small MMoE is still learning income after
+    # SINGLE_EPOCHS (its continuation reaches 0.20 against a 0.32 set point at the weight floor), so the
+    # set point would not be a converged loss; the test is about the controller, not the encoding.
+    return load_census(nrows=ROWS, numeric_encoding="scalar")
 
 
 @pytest.mark.timeout(300)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 import pandas as pd
 
@@ -49,23 +50,28 @@ def read_census_csv(path: str, nrows: int | None = None) -> pd.DataFrame:
     return pd.read_csv(path, skipinitialspace=True, nrows=nrows)
 
 
-def census_spec(train: pd.DataFrame, embedding_dim: int = 4, numeric_buckets: int = 0) -> FeatureSpec:
-    """The census feature spec, vocabularies and statistics fitted on ``train``."""
+def census_spec(train: pd.DataFrame, embedding_dim: int = 4, numeric_buckets: int = 0,
+                **options: Any) -> FeatureSpec:
+    """The census feature spec, vocabularies and statistics fitted on ``train``.
+
+    ``options`` go to :meth:`FeatureSpec.from_dataframe` (e.g. ``numeric_encoding="scalar"``).
+    """
     return FeatureSpec.from_dataframe(train, labels=LABELS, categorical=INTEGER_CODED, numeric=NUMERIC,
                                       exclude=NOT_FEATURES, embedding_dim=embedding_dim,
-                                      numeric_buckets=numeric_buckets)
+                                      numeric_buckets=numeric_buckets, **options)
 
 
 def load_census(nrows: int | None = None, data_dir: str = DATA_DIR, embedding_dim: int = 4,
-                numeric_buckets: int = 0, seed: int = 1) -> CensusSplits:
+                numeric_buckets: int = 0, seed: int = 1, **spec_options: Any) -> CensusSplits:
     """Train, validation and test frames plus the spec fitted on train.
 
     ``nrows`` reads only the first rows of each file (for tests and demos); the
-    validation/test halves are then halves of that slice.
+    validation/test halves are then halves of that slice. ``spec_options`` go to
+    :func:`census_spec`.
     """
     train = read_census_csv(os.path.join(data_dir, "train.csv.gz"), nrows)
     held_out = read_census_csv(os.path.join(data_dir, "test.csv.gz"), nrows)
     validation = held_out.sample(frac=0.5, random_state=seed)
     test = held_out.drop(validation.index)
     return CensusSplits(train.reset_index(drop=True), validation.reset_index(drop=True),
-                        test.reset_index(drop=True), census_spec(train, embedding_dim, numeric_buckets))
+                        test.reset_index(drop=True), census_spec(train, embedding_dim, numeric_buckets, **spec_options))

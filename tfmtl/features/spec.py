@@ -375,7 +375,7 @@ class FeatureSpec:
         min_frequency: int = 1,
         numeric_buckets: int = 0,
         log_skew_threshold: float = 2.0,
-        numeric_encoding: str = SCALAR,
+        numeric_encoding: str = PLE,
         numeric_bins: int = 16,
         bins: str = "quantile",
         list_pooling: str | None = "mean",
@@ -393,11 +393,9 @@ class FeatureSpec:
         ``numeric_buckets > 0`` adds quantile buckets as an embedded field.
 
         ``numeric_encoding`` (``"scalar"``, ``"ple"`` or ``"periodic"``) is how every
-        numeric column is embedded (see :class:`NumericFeature`). PLE won the tabular
-        benchmark where numerics carry the signal (``bench/results/tabular.md``: california
-        0.957 vs 0.886, bio 0.957 vs 0.925) and is level on census, where it doubles the training
-        time; the default stays ``"scalar"`` until PLE has been through the whole test suite and
-        the demo's time budget. PLE edges are
+        numeric column is embedded (see :class:`NumericFeature`). The default, PLE, wins the
+        tabular benchmark where numerics carry the signal and is level elsewhere
+        (``bench/results/tabular.md``); ``"scalar"`` is the plain standardised input. PLE edges are
         ``numeric_bins`` bins: quantiles of the column (``bins="quantile"``) or the
         split points of a decision tree fitted to the first label (``bins="tree"``,
         target-aware). A column with fewer than two distinct values stays scalar.

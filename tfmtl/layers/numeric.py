@@ -103,7 +103,9 @@ class PiecewiseLinearEmbedding(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        encoded = piecewise_linear_encoding(_select(x, self.columns), self.edges)
+        # The bins are placed in float32 (edges need the precision); the map runs in the compute dtype
+        # (float16 under a mixed-precision policy).
+        encoded = tf.cast(piecewise_linear_encoding(_select(x, self.columns), self.edges), self.compute_dtype)
         return self.activation(tf.einsum("bkt,ktd->bkd", encoded, self.kernel) + self.bias)
 
     def get_config(self) -> dict:
@@ -145,16 +147,19 @@ class PeriodicEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         k, f, d = self.num_features, self.frequencies, self.embedding_dim
+        # float32 even under mixed precision: cos/sin of c * x in float16 lose the phase for large angles.
         self.coefficients = self.add_weight(name="coefficients", shape=(k, f),
-                                            initializer=keras.initializers.RandomNormal(stddev=self.sigma))
+                                            initializer=keras.initializers.RandomNormal(stddev=self.sigma),
+                                            experimental_autocast=False)
         self.kernel = self.add_weight(name="kernel", shape=(k, 2 * f, d),
                                       initializer=keras.initializers.GlorotUniform())
         self.bias = self.add_weight(name="bias", shape=(k, d), initializer="zeros")
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        angles = 2 * math.pi * self.coefficients * tf.expand_dims(_select(x, self.columns), -1)  # [B, K, F]
-        periodic = tf.concat([tf.cos(angles), tf.sin(angles)], axis=-1)
+        x = tf.cast(_select(x, self.columns), tf.float32)
+        angles = 2 * math.pi * self.coefficients * tf.expand_dims(x, -1)  # [B, K, F]
+        periodic = tf.cast(tf.concat([tf.cos(angles), tf.sin(angles)], axis=-1), self.compute_dtype)
         return self.activation(tf.einsum("bkf,kfd->bkd", periodic, self.kernel) + self.bias)
 
     def get_config(self) -> dict:
