@@ -1,3 +1,5 @@
+import argparse
+
 import pytest
 
 from tfmtl import cli
@@ -46,3 +48,15 @@ def test_train_with_pid_weighting(capfd, tmp_path):
 def test_bad_weighting_flags_are_refused(flags, message):
     with pytest.raises(SystemExit, match=message):
         cli.main(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", *flags])
+
+
+@pytest.mark.parametrize("encoding, expected", [(None, "ple"), ("scalar", "scalar"), ("periodic", "periodic")])
+def test_numeric_encoding_flag_reaches_the_spec(tmp_path, encoding, expected):
+    rows = "\n".join(f"{i % 7 * 1.5},{'ab'[i % 2]},{i % 2}" for i in range(60))
+    (tmp_path / "t.csv").write_text("x,c,y\n" + rows + "\n")
+    args = argparse.Namespace(train_csv=str(tmp_path / "t.csv"), test_csv=None, label=["y"], rows=None, seed=0,
+                              embedding_dim=4, numeric_encoding=encoding)
+    spec = cli._load(args)[3]
+    assert [f.encoding for f in spec.numeric] == [expected]
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--numeric-encoding", "bins"])

@@ -18,7 +18,13 @@ import time
 
 import pandas as pd
 
+from tfmtl.features.spec import NUMERIC_ENCODINGS
 from tfmtl.logs import capture_output, silence_known_noise
+
+
+def _spec_options(args) -> dict:
+    # Only what the user chose: the library's defaults stay in FeatureSpec.from_dataframe.
+    return {} if args.numeric_encoding is None else {"numeric_encoding": args.numeric_encoding}
 
 
 def _load(args):
@@ -37,9 +43,10 @@ def _load(args):
         # Early stopping watches a validation slice of the training rows, never the test rows.
         validation = train.sample(frac=0.1, random_state=args.seed)
         train = train.drop(validation.index)
-        spec = FeatureSpec.from_dataframe(train, labels=args.label, embedding_dim=args.embedding_dim)
+        spec = FeatureSpec.from_dataframe(train, labels=args.label, embedding_dim=args.embedding_dim,
+                                          **_spec_options(args))
         return train, validation, test, spec
-    splits = census.load_census(nrows=args.rows, embedding_dim=args.embedding_dim)
+    splits = census.load_census(nrows=args.rows, embedding_dim=args.embedding_dim, **_spec_options(args))
     return splits.train, splits.validation, splits.test, splits.spec
 
 
@@ -111,6 +118,8 @@ def main(argv=None) -> int:
     fit.add_argument("--batch-size", type=int, default=512)
     fit.add_argument("--learning-rate", type=float, default=1e-3)
     fit.add_argument("--embedding-dim", type=int, default=4)
+    fit.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default=None,
+                     help="how numeric columns are embedded (default: FeatureSpec.from_dataframe's, ple)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", default=None, help="save the trained model as a .keras file")
     fit.add_argument("--log", default=None, help="TensorFlow's own log output goes here "
