@@ -103,8 +103,8 @@ class PiecewiseLinearEmbedding(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        # The bins are placed in float32 (edges need the precision); the map runs in the compute dtype
-        # (float16 under a mixed-precision policy).
+        # The encoding is computed in float32 against float32 edges; the per-feature map runs in the compute
+        # dtype (float16 under a mixed-precision policy, whose inputs arrive as float16).
         encoded = tf.cast(piecewise_linear_encoding(_select(x, self.columns), self.edges), self.compute_dtype)
         return self.activation(tf.einsum("bkt,ktd->bkd", encoded, self.kernel) + self.bias)
 
@@ -147,7 +147,8 @@ class PeriodicEmbedding(keras.layers.Layer):
 
     def build(self, input_shape):
         k, f, d = self.num_features, self.frequencies, self.embedding_dim
-        # float32 even under mixed precision: cos/sin of c * x in float16 lose the phase for large angles.
+        # A float32 weight even under mixed precision: the angles c * x and their cos/sin are computed in
+        # float32, where float16 would round the phase of large angles.
         self.coefficients = self.add_weight(name="coefficients", shape=(k, f),
                                             initializer=keras.initializers.RandomNormal(stddev=self.sigma),
                                             experimental_autocast=False)
