@@ -51,7 +51,7 @@ def test_bad_weighting_flags_are_refused(flags, message):
 
 
 @pytest.mark.parametrize("encoding, expected", [(None, "ple"), ("scalar", "scalar"), ("periodic", "periodic")])
-def test_numeric_encoding_flag_reaches_the_spec(tmp_path, encoding, expected):
+def test_numeric_encoding_flag_reaches_the_spec(tmp_path, capsys, encoding, expected):
     rows = "\n".join(f"{i % 7 * 1.5},{'ab'[i % 2]},{i % 2}" for i in range(60))
     (tmp_path / "t.csv").write_text("x,c,y\n" + rows + "\n")
     args = argparse.Namespace(train_csv=str(tmp_path / "t.csv"), test_csv=None, label=["y"], rows=None, seed=0,
@@ -60,3 +60,4 @@ def test_numeric_encoding_flag_reaches_the_spec(tmp_path, encoding, expected):
     assert [f.encoding for f in spec.numeric] == [expected]
     with pytest.raises(SystemExit):
         cli.main(["train", "--numeric-encoding", "bins"])
+    assert "argument --numeric-encoding: must be one of scalar, ple, periodic, got 'bins'" in capsys.readouterr().err

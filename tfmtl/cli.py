@@ -18,8 +18,16 @@ import time
 
 import pandas as pd
 
-from tfmtl.features.spec import NUMERIC_ENCODINGS
 from tfmtl.logs import capture_output, silence_known_noise
+
+
+def _numeric_encoding(value: str) -> str:
+    """argparse type of --numeric-encoding: the spec module (and TensorFlow) is imported only when it is given."""
+    from tfmtl.features.spec import NUMERIC_ENCODINGS
+
+    if value not in NUMERIC_ENCODINGS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(NUMERIC_ENCODINGS)}, got {value!r}")
+    return value
 
 
 def _spec_options(args) -> dict:
@@ -118,8 +126,9 @@ def main(argv=None) -> int:
     fit.add_argument("--batch-size", type=int, default=512)
     fit.add_argument("--learning-rate", type=float, default=1e-3)
     fit.add_argument("--embedding-dim", type=int, default=4)
-    fit.add_argument("--numeric-encoding", choices=NUMERIC_ENCODINGS, default=None,
-                     help="how numeric columns are embedded (default: FeatureSpec.from_dataframe's, ple)")
+    fit.add_argument("--numeric-encoding", type=_numeric_encoding, default=None,
+                     help="how numeric columns are embedded: scalar, ple or periodic "
+                          "(default: FeatureSpec.from_dataframe's)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", default=None, help="save the trained model as a .keras file")
     fit.add_argument("--log", default=None, help="TensorFlow's own log output goes here "

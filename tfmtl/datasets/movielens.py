@@ -294,7 +294,7 @@ def _exposures(ratings: pd.DataFrame, items: np.ndarray, negatives_per_positive:
 def _spec(df: pd.DataFrame, labels: Sequence[Label], categorical: Sequence[str], numeric: Sequence[str],
           embedding_dim: int, extra: Sequence[CategoricalFeature] = ()) -> FeatureSpec:
     used = set(categorical) | set(numeric) | {label.column for label in labels}
-    # Scalar numerics (age, genre indicators): the paper reproductions built on these frames were all
+    # Scalar numerics (age, release year, 0/1 genre indicators): the paper reproductions built on these frames were all
     # measured so, and PLE would turn each 0/1 genre column into a field of its own.
     spec = FeatureSpec.from_dataframe(df, labels=labels, categorical=categorical, numeric=numeric,
                                       exclude=[c for c in df.columns if c not in used],

@@ -151,6 +151,8 @@ class ListFeature:
 
 SCALAR, PLE, PERIODIC = "scalar", "ple", "periodic"
 NUMERIC_ENCODINGS = (SCALAR, PLE, PERIODIC)
+# What FeatureSpec.from_dataframe embeds numbers with unless told (bench/results/tabular.md).
+DEFAULT_NUMERIC_ENCODING = PLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,7 +377,7 @@ class FeatureSpec:
         min_frequency: int = 1,
         numeric_buckets: int = 0,
         log_skew_threshold: float = 2.0,
-        numeric_encoding: str = PLE,
+        numeric_encoding: str = DEFAULT_NUMERIC_ENCODING,
         numeric_bins: int = 16,
         bins: str = "quantile",
         list_pooling: str | None = "mean",
