@@ -32,7 +32,8 @@ def _numeric_encoding(value: str) -> str:
 
 def _spec_options(args) -> dict:
     # Only what the user chose: the library's defaults stay in FeatureSpec.from_dataframe.
-    return {} if args.numeric_encoding is None else {"numeric_encoding": args.numeric_encoding}
+    chosen = {"numeric_encoding": args.numeric_encoding, "embedding_dim": args.embedding_dim}
+    return {name: value for name, value in chosen.items() if value is not None}
 
 
 def _load(args):
@@ -51,10 +52,9 @@ def _load(args):
         # Early stopping watches a validation slice of the training rows, never the test rows.
         validation = train.sample(frac=0.1, random_state=args.seed)
         train = train.drop(validation.index)
-        spec = FeatureSpec.from_dataframe(train, labels=args.label, embedding_dim=args.embedding_dim,
-                                          **_spec_options(args))
+        spec = FeatureSpec.from_dataframe(train, labels=args.label, **_spec_options(args))
         return train, validation, test, spec
-    splits = census.load_census(nrows=args.rows, embedding_dim=args.embedding_dim, **_spec_options(args))
+    splits = census.load_census(nrows=args.rows, **_spec_options(args))
     return splits.train, splits.validation, splits.test, splits.spec
 
 
@@ -123,9 +123,10 @@ def main(argv=None) -> int:
     fit.add_argument("--epochs", type=int, default=30, help="epoch cap; training stops earlier when the "
                                                              "validation loss stops improving")
     fit.add_argument("--patience", type=int, default=2, help="epochs without validation improvement before stopping")
-    fit.add_argument("--batch-size", type=int, default=512)
+    fit.add_argument("--batch-size", type=int, default=None, help="default: the model's fit default")
     fit.add_argument("--learning-rate", type=float, default=1e-3)
-    fit.add_argument("--embedding-dim", type=int, default=4)
+    fit.add_argument("--embedding-dim", type=int, default=None,
+                     help="width of every field (default: FeatureSpec.from_dataframe's; census: 4)")
     fit.add_argument("--numeric-encoding", type=_numeric_encoding, default=None,
                      help="how numeric columns are embedded: scalar, ple or periodic "
                           "(default: FeatureSpec.from_dataframe's)")

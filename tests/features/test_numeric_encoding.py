@@ -6,6 +6,7 @@ import pytest
 
 from tfmtl._keras import keras
 from tfmtl.features import FeatureSpec, Label, NumericFeature, SpecError
+from tfmtl.features.spec import DEFAULT_EMBEDDING_DIM
 from tfmtl.models import build_model
 
 
@@ -27,6 +28,16 @@ def test_quantile_edges_are_fitted_on_the_transformed_scale():
     np.testing.assert_allclose(age.edges, np.quantile(df["age"], [0, .25, .5, .75, 1]))
     assert flag.encoding == "scalar" and flag.edges is None  # a constant column has nothing to encode
     assert [f.name for f in spec.embedded_numeric] == ["spend", "age"]
+
+
+def test_a_point_mass_gets_its_own_edge_and_the_other_bins_split_the_rest():
+    # 0 in 70 of 100 rows (capital gain): plain quantiles would give edges [0, 0, 0, 0, 30] -> one bin.
+    gain = np.concatenate([np.zeros(70), np.arange(1.0, 31.0)])
+    df = pd.DataFrame({"gain": gain, "y": np.arange(100) % 2})
+    edges = FeatureSpec.from_dataframe(df, labels=["y"], numeric_encoding="ple", numeric_bins=4,
+                                       log_skew_threshold=99).feature("gain").edges
+    # 0 holds >= 1/4 of the rows: an edge of its own; 3 bins split 1..30 at its tertiles.
+    np.testing.assert_allclose(edges, [0.0, *np.quantile(np.arange(1.0, 31.0), [1 / 3, 2 / 3]), 30.0])
 
 
 def test_tree_edges_follow_the_label():
@@ -74,8 +85,8 @@ def test_models_see_numerics_as_fields_and_round_trip(encoding, cross, tmp_path)
     spec = FeatureSpec.from_dataframe(df, labels=[Label("clicked"), Label("bought")], numeric_encoding=encoding)
     model = build_model("mmoe", spec, num_experts=2, expert_units=[8], tower_units=[4], fm=True, cross=cross,
                         cross_layers=1, cross_projection_dim=2 if cross == "parallel" else None)
-    # 1 categorical field + 2 embedded numerics (the constant column stays scalar), width 4 each.
-    assert model.get_layer("fields").output.shape[1:] == (3, 4)
+    # 1 categorical field + 2 embedded numerics (the constant column stays scalar), of the inferred width.
+    assert model.get_layer("fields").output.shape[1:] == (3, DEFAULT_EMBEDDING_DIM)
     model.compile()
     model.fit(df, epochs=1, verbose=0)
     path = str(tmp_path / "m.keras")

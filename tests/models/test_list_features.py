@@ -8,6 +8,7 @@ import tensorflow as tf
 from tests.models.test_models import FUNNEL, SMALL, _assert_same_predictions
 from tfmtl.compat import keras
 from tfmtl.features import CategoricalFeature, FeatureSpec, Label, ListFeature, NumericFeature, SpecError
+from tfmtl.features.spec import DEFAULT_EMBEDDING_DIM
 from tfmtl.models import AITM, MMoE, SingleTask
 
 ITEMS = list("abcdef")
@@ -63,8 +64,8 @@ def test_pooled_list_is_a_field_the_fm_crosses():
     df = list_frame()
     model = MMoE(list_spec(df), num_experts=2, expert_units=[8], tower_units=[4], fm="shared")
     # fields = item, history (mean), genres (mean) and x (the default PLE encoding makes it a field).
-    assert model.get_layer("fields").output.shape.as_list() == [None, 4, 4]
-    assert model.get_layer("fm").input[2].shape.as_list() == [None, 4, 4]
+    assert model.get_layer("fields").output.shape.as_list() == [None, 4, DEFAULT_EMBEDDING_DIM]
+    assert model.get_layer("fm").input[2].shape.as_list() == [None, 4, DEFAULT_EMBEDDING_DIM]
 
 
 def test_mean_pooling_matches_a_hand_calculation():

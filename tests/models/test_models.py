@@ -131,8 +131,9 @@ def converged_census_aucs(splits) -> tuple[float, float]:
 
 def test_census_slice_beats_fixed_auc(census_slice):
     # Trained to convergence so that seeds and CPU numerics do not cross the bounds: over seeds 0-5 with
-    # oneDNN on and off, income 0.932-0.943 (std 0.003), never married 0.9937-0.9945 with the default PLE
-    # numerics (bench/results/test_margins.md; scalar numerics gave 0.930-0.942); the earlier 2-epoch
+    # oneDNN on and off, income 0.936-0.946 (std 0.003), never married 0.9935-0.9944 with the default PLE
+    # numerics, 32 point-mass-aware bins (bench/results/test_margins.md; 16 plain quantile bins gave
+    # 0.932-0.943, scalar numerics 0.930-0.942); the earlier 2-epoch
     # version (scalar) spread 0.899-0.931 and failed at 0.90.
     # A majority-class or random model scores 0.5; the full-data models reach ~0.95 / ~0.995.
     income, married = converged_census_aucs(census_slice)

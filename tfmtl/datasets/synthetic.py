@@ -14,6 +14,10 @@ import pandas as pd
 
 from tfmtl.features import FeatureSpec, Label
 
+# Toy frames keep the fields narrow: tests and doctests stay fast, and the fields they add by hand
+# (CategoricalFeature, ListFeature: width 4 unless told) match them.
+TOY_EMBEDDING_DIM = 4
+
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
@@ -38,7 +42,8 @@ def multitask_frame(n: int, seed: int = 0, task_correlation: float = 0.5) -> tup
         "task_a": (rng.random(n) < _sigmoid(2 * logit_a)).astype(int),
         "task_b": (rng.random(n) < _sigmoid(2 * logit_b)).astype(int),
     })
-    spec = FeatureSpec.from_dataframe(df, labels=[Label("task_a"), Label("task_b")], categorical=["size"])
+    spec = FeatureSpec.from_dataframe(df, labels=[Label("task_a"), Label("task_b")], categorical=["size"],
+                                      embedding_dim=TOY_EMBEDDING_DIM)
     return df, spec
 
 
@@ -62,5 +67,5 @@ def funnel_frame(n: int, seed: int = 0, ctr: float = 0.3, cvr: float = 0.3) -> t
                        "click": click.astype(int), "conversion": conversion.astype(int),
                        "p_click": p_click, "p_conversion": p_conversion})
     spec = FeatureSpec.from_dataframe(df, labels=[Label("click"), Label("conversion")],
-                                      exclude=["p_click", "p_conversion"])
+                                      exclude=["p_click", "p_conversion"], embedding_dim=TOY_EMBEDDING_DIM)
     return df, spec

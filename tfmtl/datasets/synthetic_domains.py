@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from tfmtl.datasets.synthetic import TOY_EMBEDDING_DIM
 from tfmtl.features import CategoricalFeature, FeatureSpec, Label
 
 _WORDS = 12  # words per latent direction in the synthetic titles
@@ -80,7 +81,8 @@ def multidomain_frame(n: int, num_domains: int = 3, num_tasks: int = 2, domain_c
         df[f"p_task_{t}"] = probabilities[:, t]
     spec = FeatureSpec.from_dataframe(df, labels=[Label(f"task_{t}") for t in range(num_tasks)],
                                       categorical=["user", "item"], numeric=["x1", "x2", "x3"],
-                                      exclude=["domain"] + [f"p_task_{t}" for t in range(num_tasks)])
+                                      exclude=["domain"] + [f"p_task_{t}" for t in range(num_tasks)],
+                                      embedding_dim=TOY_EMBEDDING_DIM)
     domain_field = CategoricalFeature("domain", vocabulary=tuple(range(num_domains)), dtype="int64")
     return df, FeatureSpec(spec.features + (domain_field,), spec.labels)
 
@@ -135,7 +137,7 @@ def multimodal_frame(n: int, modalities: Mapping[str, int] | None = None,
         df["title"] = titles[item]
         columns["title"] = "title"
     spec = FeatureSpec.from_dataframe(df[["user", "age", "click", "conversion"]],
-                                      labels=[Label("click"), Label("conversion")])
+                                      labels=[Label("click"), Label("conversion")], embedding_dim=TOY_EMBEDDING_DIM)
     return df, spec, columns
 
 
