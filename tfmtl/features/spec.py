@@ -400,7 +400,7 @@ class FeatureSpec:
         ``numeric_encoding`` (``"scalar"``, ``"ple"`` or ``"periodic"``) is how every
         numeric column is embedded (see :class:`NumericFeature`). The default, PLE, wins the
         tabular benchmark where numerics carry the signal and is level elsewhere
-        (``bench/results/tabular.md``); ``"scalar"`` is the plain standardised input. PLE edges are
+        (``bench/results/tabular_v1.md``); ``"scalar"`` is the plain standardised input. PLE edges are
         ``numeric_bins`` bins: quantiles of the column (``bins="quantile"``; a value that holds at least
         one bin's share of the rows, such as the zeros of a capital-gain column, is an edge of its own) or the
         split points of a decision tree fitted to the first label (``bins="tree"``,
