@@ -131,7 +131,8 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
     training = TrainingConfig(
         model=args.model, model_kwargs=json.loads(args.model_kwargs),
         tasks=args.tasks.split(",") if args.tasks else None,
-        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        epochs=args.epochs, patience=args.patience, lr_patience=args.lr_patience, batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed)
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
@@ -211,6 +212,8 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--epochs", type=int, default=3, help="epoch cap (early stopping on the eval split's loss)")
     model.add_argument("--patience", type=int, default=1, help="epochs without eval improvement before stopping "
                                                                "(0: run every epoch)")
+    model.add_argument("--lr-patience", type=int, default=0, help="epochs without eval improvement before the "
+                                                                  "learning rate is cut (0: never)")
     model.add_argument("--batch-size", type=int, default=256)
     model.add_argument("--learning-rate", type=float, default=1e-3)
     model.add_argument("--train-steps", type=int, help="train steps in total (default: --epochs passes)")

@@ -35,6 +35,9 @@ class TrainingConfig:
         ``epochs`` is a cap: training stops when the eval split's loss has not improved
         for ``patience`` epochs and keeps the best epoch's weights (``patience=0``:
         no early stopping, all ``epochs`` run). The cap of 3 keeps ``make demo`` short.
+      lr_patience: epochs without an improvement before the learning rate is cut (below
+        ``patience``; 0: the rate stays fixed). Both go through
+        :func:`tfmtl.training.convergence_callbacks`, as ``tfmtl train`` does.
       distribution: ``auto`` (MultiWorkerMirrored when TF_CONFIG names several
         workers, Mirrored when GPUs are present, else the default strategy),
         ``mirrored`` (all GPUs, or all logical CPUs when there is no GPU),
@@ -52,6 +55,7 @@ class TrainingConfig:
     tasks: Sequence[str] | None = None
     epochs: int = 3
     patience: int = 1
+    lr_patience: int = 0
     batch_size: int = 256
     learning_rate: float = 1e-3
     distribution: str = "auto"
@@ -71,6 +75,9 @@ class TrainingConfig:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.lr_patience and not 0 < self.lr_patience < self.patience:
+            raise ValueError(f"lr_patience must be 0 (fixed rate) or between 1 and patience - 1 "
+                             f"({self.patience - 1}), got {self.lr_patience}")
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "weighting_args", dict(self.weighting_args))
         if self.weighting not in WEIGHTINGS:

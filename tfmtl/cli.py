@@ -36,6 +36,15 @@ def _spec_options(args) -> dict:
     return {name: value for name, value in chosen.items() if value is not None}
 
 
+def _convergence_options(args) -> dict:
+    # Only what the user chose, as in _spec_options; --lr-patience 0 keeps the learning rate fixed.
+    chosen = {"patience": args.patience, "lr_patience": args.lr_patience}
+    options = {name: value for name, value in chosen.items() if value is not None}
+    if options.get("lr_patience") == 0:
+        options["lr_patience"] = None
+    return options
+
+
 def _load(args):
     from tfmtl.datasets import census
     from tfmtl.features import FeatureSpec
@@ -64,7 +73,7 @@ def train(args) -> dict:
     from tfmtl._keras import keras
     from tfmtl.models import build_model
     from tfmtl.optimizers import Adam
-    from tfmtl.training import base_model, with_weighting
+    from tfmtl.training import base_model, convergence_callbacks, with_weighting
 
     keras.utils.set_random_seed(args.seed)
     train_df, validation_df, test_df, spec = _load(args)
@@ -79,11 +88,14 @@ def train(args) -> dict:
     weighted = "" if base is model else f" ({args.weighting} loss weighting)"
     print(f"{base.name}{weighted}: {base.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
     start = time.perf_counter()
-    # Train to convergence: stop when the validation loss has not improved for --patience
-    # epochs and keep the best epoch's weights; --epochs is only a cap.
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
+    # Train to convergence: cut the learning rate when the validation loss stalls, stop when it has not
+    # improved for --patience epochs and keep the best epoch's weights; --epochs is only a cap.
+    try:
+        callbacks = convergence_callbacks(**_convergence_options(args))
+    except ValueError as error:
+        raise SystemExit(f"tfmtl train: {error}") from error
     history = model.fit(train_df, validation_data=validation_df, epochs=args.epochs, batch_size=args.batch_size,
-                        callbacks=[stop], verbose=2)
+                        callbacks=callbacks, verbose=2)
     seconds = time.perf_counter() - start
     losses = history.history["val_loss"]
     best = min(range(len(losses)), key=losses.__getitem__) + 1
@@ -122,7 +134,12 @@ def main(argv=None) -> int:
     fit.add_argument("--label", action="append", help="a 0/1 label column of --train-csv (repeatable)")
     fit.add_argument("--epochs", type=int, default=30, help="epoch cap; training stops earlier when the "
                                                              "validation loss stops improving")
-    fit.add_argument("--patience", type=int, default=2, help="epochs without validation improvement before stopping")
+    fit.add_argument("--patience", type=int, default=None,
+                     help="epochs without validation improvement before stopping "
+                          "(default: tfmtl.training.convergence_callbacks')")
+    fit.add_argument("--lr-patience", type=int, default=None,
+                     help="epochs without validation improvement before the learning rate is cut, 0: never "
+                          "(default: tfmtl.training.convergence_callbacks')")
     fit.add_argument("--batch-size", type=int, default=None, help="default: the model's fit default")
     fit.add_argument("--learning-rate", type=float, default=1e-3)
     fit.add_argument("--embedding-dim", type=int, default=None,

@@ -199,3 +199,11 @@ def test_training_stops_early_and_reports_the_kept_epoch(trained):
     assert report["best_epoch"] == losses.index(min(losses)) + 1
     with pytest.raises(ValueError, match="patience"):
         TrainingConfig(patience=-1)
+
+
+@pytest.mark.parametrize("patience, lr_patience", [(1, 1), (3, 3), (3, -1)])
+def test_a_learning_rate_cut_that_could_never_be_tried_is_refused(patience, lr_patience):
+    with pytest.raises(ValueError, match=rf"lr_patience must be 0 \(fixed rate\) or between 1 and patience - 1 "
+                                         rf"\({patience - 1}\), got {lr_patience}"):
+        TrainingConfig(patience=patience, lr_patience=lr_patience)
+    assert TrainingConfig(patience=3, lr_patience=2).lr_patience == 2

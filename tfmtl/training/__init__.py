@@ -6,12 +6,15 @@
   :class:`FairnessSampling` and :class:`AlignmentSampling`;
 * inner level: :class:`MultiObjectiveModel`, whose ``train_step`` takes the weighted step;
 * :func:`with_weighting`: a model with a weighting scheme chosen by name (the CLI and the TFX Trainer);
+* :func:`convergence_callbacks`: early stopping after a learning-rate cut on a plateau (``model.fit``,
+  the CLI and the TFX Trainer);
 * structure weights (M3oE): :class:`StructureWeightUpdate` and the :class:`BilevelStructureFit` model mixin;
 * :mod:`tfmtl.training.metrics`: Hit@K, rHit@K, min-Hit@K, Pop-KL, validity, Imp, AUCs.
 """
 
 from tfmtl.training import metrics
 from tfmtl.training.controller import PIDController, PIDState, pid_step
+from tfmtl.training.convergence import convergence_callbacks
 from tfmtl.training.multi_objective import MultiObjectiveModel
 from tfmtl.training.objectives import WEIGHTINGS, base_model, make_weighting, with_weighting
 from tfmtl.training.sampler import (
@@ -28,6 +31,7 @@ from tfmtl.training.weighting import PIDWeighting, StaticWeights, UncertaintyWei
 __all__ = [
     "metrics",
     "PIDController", "PIDState", "pid_step",
+    "convergence_callbacks",
     "MultiObjectiveModel",
     "WEIGHTINGS", "base_model", "make_weighting", "with_weighting",
     "AdaptiveSampler", "AlignmentSampling", "FairnessSampling", "RevenueSampling", "SamplingRule", "sign_step",

@@ -1,0 +1,89 @@
+"""convergence_callbacks: the learning-rate cut and the early stop, epoch by epoch on given losses."""
+
+import numpy as np
+import pytest
+
+from tfmtl._keras import keras
+from tfmtl.training import convergence_callbacks
+
+
+def _model(learning_rate=1e-3):
+    model = keras.Sequential([keras.Input([2]), keras.layers.Dense(1)])
+    # Eager: tracing a tf_keras train step costs seconds; the callbacks act the same either way.
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse", run_eagerly=True)
+    return model
+
+
+def _replay(callbacks, model, losses):
+    """Feeds ``losses`` as the epochs' val_loss; returns the learning rate after each epoch and the
+    number of epochs run. The kernel is set to the epoch number, so restored weights show which epoch won."""
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    rates = []
+    for epoch, loss in enumerate(losses):
+        model.layers[0].kernel.assign(np.full([2, 1], float(epoch), np.float32))
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, {"val_loss": loss})
+        rates.append(float(keras.backend.get_value(model.optimizer.learning_rate)))
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    return rates, len(rates)
+
+
+def test_the_rate_is_cut_after_each_stalled_epoch_and_training_stops_after_patience():
+    model = _model(1e-3)
+    # Best at epoch 1 (0.8); epochs 2-5 do not improve: the rate is cut after each of them
+    # (lr_patience 1; the counter restarts after a cut), and training stops after 4 (patience).
+    rates, epochs = _replay(convergence_callbacks(4, lr_patience=1, lr_factor=0.5, min_learning_rate=2e-4), model,
+                            [1.0, 0.8, 0.85, 0.9, 0.81, 0.95, 0.7])
+    assert epochs == 6
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 2.5e-4, 2e-4, 2e-4], rtol=1e-6)
+    # restore_best_weights: the kernel of epoch 1.
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), np.full([2, 1], 1.0))
+
+
+def test_an_improvement_after_the_cut_resets_the_stop():
+    model = _model(1e-3)
+    rates, epochs = _replay(convergence_callbacks(2, lr_patience=1, lr_factor=0.3), model,
+                            [1.0, 1.1, 0.9, 0.95, 0.96, 0.5])
+    # Epoch 1 stalls -> cut to 3e-4; epoch 2 improves; epochs 3 and 4 stall -> a cut each, then stop.
+    assert epochs == 5
+    np.testing.assert_allclose(rates, [1e-3, 3e-4, 3e-4, 9e-5, 2.7e-5], rtol=1e-5)
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), np.full([2, 1], 2.0))
+
+
+def test_without_a_rate_cut_only_the_early_stop_is_returned():
+    (stop,) = convergence_callbacks(3, lr_patience=None)
+    assert isinstance(stop, keras.callbacks.EarlyStopping)
+    assert stop.patience == 3 and stop.restore_best_weights and stop.monitor == "val_loss"
+
+
+def test_fit_stops_on_a_noisy_validation_loss_with_the_best_epoch_kept():
+    rng = np.random.default_rng(0)
+
+    def noisy(rows):
+        x = rng.normal(size=(rows, 2)).astype(np.float32)
+        return x, x @ np.array([[1.0], [-2.0]], np.float32) + rng.normal(size=(rows, 1)).astype(np.float32)
+
+    model = _model(0.1)
+    validation = noisy(64)
+    history = model.fit(*noisy(64), validation_data=validation, epochs=40, batch_size=16, verbose=0,
+                        callbacks=convergence_callbacks())
+    losses, rates = history.history["val_loss"], history.history["lr"]
+    assert len(losses) < 40  # the noise floor is reached well before the cap
+    assert rates[0] == pytest.approx(0.1) and rates[-1] < 0.1  # the rate was cut before the stop
+    assert int(np.argmin(losses)) == len(losses) - 1 - 4  # patience 4 after the best epoch
+    assert model.evaluate(*validation, verbose=0) == pytest.approx(min(losses), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"patience": 0}, "patience must be >= 1, got 0"),
+    ({"patience": 2, "lr_patience": 2}, "lr_patience must be >= 1 and below patience (2), got 2"),
+    ({"lr_factor": 1.0}, "lr_factor must be in (0, 1), got 1.0"),
+])
+def test_bad_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        convergence_callbacks(**kwargs)
