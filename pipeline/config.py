@@ -15,7 +15,8 @@ from typing import Any
 from pipeline.transform import ANALYZER_STATISTICS, NA_VALUES_KEY, SPEC_KEY, SPEC_STATISTICS, STATISTICS_KEY
 from tfmtl.features import FeatureSpec
 from tfmtl.models import get_model_class
-from tfmtl.training import WEIGHTINGS
+from tfmtl.training import WEIGHTINGS, WeightAveraging, convergence_callbacks
+from tfmtl.training.averaging import DEFAULT_DECAY as DEFAULT_WEIGHT_AVERAGING
 
 TRAINING_KEY = "training"
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
@@ -36,7 +37,10 @@ class TrainingConfig:
         for ``patience`` epochs and keeps the best epoch's weights (``patience=0``:
         no early stopping, all ``epochs`` run). The cap of 3 keeps ``make demo`` short.
       lr_patience: epochs without an improvement before the learning rate is cut (below
-        ``patience``; 0: the rate stays fixed). Both go through
+        ``patience``; 0: the rate stays fixed).
+      weight_averaging: decay of the running average of the weights that is validated and
+        kept (:class:`tfmtl.training.WeightAveraging`; 0: the last step's weights). With
+        ``patience`` and ``lr_patience`` it goes through
         :func:`tfmtl.training.convergence_callbacks`, as ``tfmtl train`` does.
       distribution: ``auto`` (MultiWorkerMirrored when TF_CONFIG names several
         workers, Mirrored when GPUs are present, else the default strategy),
@@ -56,6 +60,7 @@ class TrainingConfig:
     epochs: int = 3
     patience: int = 1
     lr_patience: int = 0
+    weight_averaging: float = DEFAULT_WEIGHT_AVERAGING
     batch_size: int = 256
     learning_rate: float = 1e-3
     distribution: str = "auto"
@@ -75,15 +80,22 @@ class TrainingConfig:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
-        if self.lr_patience and not 0 < self.lr_patience < self.patience:
-            raise ValueError(f"lr_patience must be 0 (fixed rate) or between 1 and patience - 1 "
-                             f"({self.patience - 1}), got {self.lr_patience}")
+        if not self.patience and self.lr_patience:
+            raise ValueError(f"lr_patience acts with early stopping: with patience 0 it must be 0, "
+                             f"got {self.lr_patience}")
+        self.convergence_callbacks()  # checks lr_patience and weight_averaging, naming them
         object.__setattr__(self, "model_kwargs", dict(self.model_kwargs))
         object.__setattr__(self, "weighting_args", dict(self.weighting_args))
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
         if self.tasks is not None:
             object.__setattr__(self, "tasks", [self.tasks] if isinstance(self.tasks, str) else list(self.tasks))
+
+    def convergence_callbacks(self) -> list:
+        """The Trainer's :func:`tfmtl.training.convergence_callbacks`; with ``patience`` 0 only the averaging."""
+        if self.patience:
+            return convergence_callbacks(self.patience, lr_patience=self.lr_patience, averaging=self.weight_averaging)
+        return [WeightAveraging(self.weight_averaging)] if self.weight_averaging else []
 
     def output_labels(self, spec: FeatureSpec) -> dict[str, str]:
         """``{model output: label name}`` of the trained outputs, as ``MultiTaskModel.label_map``.

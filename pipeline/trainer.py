@@ -29,7 +29,7 @@ from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.models import build_model
 from tfmtl.optimizers import Adam
-from tfmtl.training import base_model, convergence_callbacks, with_weighting
+from tfmtl.training import base_model, with_weighting
 
 # In fn_args.model_run_dir, beside the TensorBoard logs: the trained Keras model and what the fit did.
 KERAS_MODEL_FILE, REPORT_FILE = "model.keras", "training.json"
@@ -56,10 +56,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                               EVAL_BATCH_SIZE, shuffle=False, repeat=False)
         chief = is_chief(strategy)
         model_run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="tfmtl-worker-")
-        callbacks = [keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)]
-        if training.patience:
-            # Train to convergence: stop when the eval loss stops improving, keep the best epoch's weights.
-            callbacks += convergence_callbacks(training.patience, lr_patience=training.lr_patience or None)
+        # Train to convergence: stop when the eval loss stops improving, keep the best epoch's (averaged) weights.
+        callbacks = [*training.convergence_callbacks(),
+                     keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)]
         history = model.fit(
             train, epochs=training.epochs,
             steps_per_epoch=math.ceil(train_steps / training.epochs) if train_steps else None,

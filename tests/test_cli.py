@@ -63,18 +63,19 @@ def test_numeric_encoding_flag_reaches_the_spec(tmp_path, capsys, encoding, expe
     assert "argument --numeric-encoding: must be one of scalar, ple, periodic, got 'bins'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("patience, lr_patience, expected", [
-    (None, None, {}),                                    # convergence_callbacks' own defaults
-    (6, None, {"patience": 6}),
-    (3, 0, {"patience": 3, "lr_patience": None}),        # 0: the learning rate stays fixed
-    (None, 2, {"lr_patience": 2}),
+@pytest.mark.parametrize("patience, lr_patience, averaging, expected", [
+    (None, None, None, {}),                                    # convergence_callbacks' own defaults
+    (6, None, None, {"patience": 6}),
+    (3, 0, None, {"patience": 3, "lr_patience": 0}),           # 0: the learning rate stays fixed
+    (None, 2, 0.0, {"lr_patience": 2, "averaging": 0.0}),      # 0: no weight averaging
 ])
-def test_convergence_flags_pass_only_what_was_chosen(patience, lr_patience, expected):
-    assert cli._convergence_options(argparse.Namespace(patience=patience, lr_patience=lr_patience)) == expected
+def test_convergence_flags_pass_only_what_was_chosen(patience, lr_patience, averaging, expected):
+    args = argparse.Namespace(patience=patience, lr_patience=lr_patience, weight_averaging=averaging)
+    assert cli._convergence_options(args) == expected
 
 
 def test_an_lr_patience_not_below_patience_is_refused():
-    with pytest.raises(SystemExit, match="tfmtl train: convergence_callbacks: lr_patience must be >= 1 and below "
-                                         r"patience \(2\), got 2"):
+    with pytest.raises(SystemExit, match=r"tfmtl train: convergence_callbacks: lr_patience must be 0 \(fixed rate\) "
+                                         r"or between 1 and patience - 1 \(1\), got 2"):
         cli.main(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", "--patience", "2",
                   "--lr-patience", "2"])

@@ -37,12 +37,9 @@ def _spec_options(args) -> dict:
 
 
 def _convergence_options(args) -> dict:
-    # Only what the user chose, as in _spec_options; --lr-patience 0 keeps the learning rate fixed.
-    chosen = {"patience": args.patience, "lr_patience": args.lr_patience}
-    options = {name: value for name, value in chosen.items() if value is not None}
-    if options.get("lr_patience") == 0:
-        options["lr_patience"] = None
-    return options
+    # Only what the user chose, as in _spec_options (0 switches the rate cut or the averaging off).
+    chosen = {"patience": args.patience, "lr_patience": args.lr_patience, "averaging": args.weight_averaging}
+    return {name: value for name, value in chosen.items() if value is not None}
 
 
 def _load(args):
@@ -139,6 +136,9 @@ def main(argv=None) -> int:
                           "(default: tfmtl.training.convergence_callbacks')")
     fit.add_argument("--lr-patience", type=int, default=None,
                      help="epochs without validation improvement before the learning rate is cut, 0: never "
+                          "(default: tfmtl.training.convergence_callbacks')")
+    fit.add_argument("--weight-averaging", type=float, default=None,
+                     help="decay of the running weight average that is validated and kept, 0: none "
                           "(default: tfmtl.training.convergence_callbacks')")
     fit.add_argument("--batch-size", type=int, default=None, help="default: the model's fit default")
     fit.add_argument("--learning-rate", type=float, default=1e-3)

@@ -18,6 +18,7 @@ from tests.pipeline.conftest import EVAL_ROWS, SMALL_MMOE, serialize
 from tfmtl.compat import keras
 from tfmtl.datasets import census
 from tfmtl.features import encoded_names
+from tfmtl.training import WeightAveraging
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -207,3 +208,17 @@ def test_a_learning_rate_cut_that_could_never_be_tried_is_refused(patience, lr_p
                                          rf"\({patience - 1}\), got {lr_patience}"):
         TrainingConfig(patience=patience, lr_patience=lr_patience)
     assert TrainingConfig(patience=3, lr_patience=2).lr_patience == 2
+    with pytest.raises(ValueError, match="lr_patience acts with early stopping: with patience 0 it must be 0, got 1"):
+        TrainingConfig(patience=0, lr_patience=1)
+
+
+def test_the_trainer_validates_and_keeps_averaged_weights_unless_told_not_to():
+    averaging, stop = TrainingConfig().convergence_callbacks()  # patience 1, fixed rate, averaging 0.99
+    assert isinstance(averaging, WeightAveraging) and averaging.decay == 0.99
+    assert isinstance(stop, keras.callbacks.EarlyStopping) and stop.patience == 1
+    assert [type(c) for c in TrainingConfig(patience=0).convergence_callbacks()] == [WeightAveraging]
+    assert TrainingConfig(patience=0, weight_averaging=0).convergence_callbacks() == []
+    with pytest.raises(ValueError, match=r"averaging must be 0 or None \(off\) or a decay in \(0, 1\), got 1.2"):
+        TrainingConfig(weight_averaging=1.2)
+    with pytest.raises(ValueError, match=r"WeightAveraging: decay must be in \(0, 1\), got -0.5"):
+        TrainingConfig(patience=0, weight_averaging=-0.5)

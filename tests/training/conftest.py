@@ -26,3 +26,17 @@ def two_task_data(n: int = 64, seed: int = 0):
 @pytest.fixture
 def data():
     return two_task_data()
+
+
+def linear_model(optimizer) -> keras.Model:
+    """``[B, 2] -> [B, 1]``: one Dense layer, mean squared error, run eagerly (tracing a tf_keras train step
+    costs seconds; callbacks act the same either way)."""
+    model = keras.Sequential([keras.Input([2]), keras.layers.Dense(1)])
+    model.compile(optimizer=optimizer, loss="mse", run_eagerly=True)
+    return model
+
+
+def noisy_linear_data(rng: np.random.Generator, rows: int):
+    """``y = x1 - 2 x2 + N(0, 1)``: a validation loss that reaches its noise floor and then wanders."""
+    x = rng.normal(size=(rows, 2)).astype(np.float32)
+    return x, x @ np.array([[1.0], [-2.0]], np.float32) + rng.normal(size=(rows, 1)).astype(np.float32)

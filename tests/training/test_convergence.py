@@ -2,16 +2,14 @@
 
 import numpy as np
 import pytest
+from conftest import linear_model, noisy_linear_data
 
 from tfmtl._keras import keras
-from tfmtl.training import convergence_callbacks
+from tfmtl.training import WeightAveraging, convergence_callbacks
 
 
 def _model(learning_rate=1e-3):
-    model = keras.Sequential([keras.Input([2]), keras.layers.Dense(1)])
-    # Eager: tracing a tf_keras train step costs seconds; the callbacks act the same either way.
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mse", run_eagerly=True)
-    return model
+    return linear_model(keras.optimizers.Adam(learning_rate))
 
 
 def _replay(callbacks, model, losses):
@@ -37,8 +35,8 @@ def test_the_rate_is_cut_after_each_stalled_epoch_and_training_stops_after_patie
     model = _model(1e-3)
     # Best at epoch 1 (0.8); epochs 2-5 do not improve: the rate is cut after each of them
     # (lr_patience 1; the counter restarts after a cut), and training stops after 4 (patience).
-    rates, epochs = _replay(convergence_callbacks(4, lr_patience=1, lr_factor=0.5, min_learning_rate=2e-4), model,
-                            [1.0, 0.8, 0.85, 0.9, 0.81, 0.95, 0.7])
+    rates, epochs = _replay(convergence_callbacks(4, lr_patience=1, lr_factor=0.5, min_learning_rate=2e-4,
+                                                  averaging=None), model, [1.0, 0.8, 0.85, 0.9, 0.81, 0.95, 0.7])
     assert epochs == 6
     np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 2.5e-4, 2e-4, 2e-4], rtol=1e-6)
     # restore_best_weights: the kernel of epoch 1.
@@ -47,7 +45,7 @@ def test_the_rate_is_cut_after_each_stalled_epoch_and_training_stops_after_patie
 
 def test_an_improvement_after_the_cut_resets_the_stop():
     model = _model(1e-3)
-    rates, epochs = _replay(convergence_callbacks(2, lr_patience=1, lr_factor=0.3), model,
+    rates, epochs = _replay(convergence_callbacks(2, lr_patience=1, lr_factor=0.3, averaging=None), model,
                             [1.0, 1.1, 0.9, 0.95, 0.96, 0.5])
     # Epoch 1 stalls -> cut to 3e-4; epoch 2 improves; epochs 3 and 4 stall -> a cut each, then stop.
     assert epochs == 5
@@ -55,22 +53,27 @@ def test_an_improvement_after_the_cut_resets_the_stop():
     np.testing.assert_allclose(model.layers[0].kernel.numpy(), np.full([2, 1], 2.0))
 
 
-def test_without_a_rate_cut_only_the_early_stop_is_returned():
-    (stop,) = convergence_callbacks(3, lr_patience=None)
+def test_without_a_rate_cut_and_averaging_only_the_early_stop_is_returned():
+    (stop,) = convergence_callbacks(3, lr_patience=None, averaging=None)
     assert isinstance(stop, keras.callbacks.EarlyStopping)
     assert stop.patience == 3 and stop.restore_best_weights and stop.monitor == "val_loss"
 
 
+def test_the_weight_average_comes_first_so_the_others_read_the_averaged_weights():
+    averaging, reduce, stop = convergence_callbacks()
+    assert isinstance(averaging, WeightAveraging) and averaging.decay == 0.99
+    assert isinstance(reduce, keras.callbacks.ReduceLROnPlateau) and isinstance(stop, keras.callbacks.EarlyStopping)
+    (averaging, stop) = convergence_callbacks(lr_patience=None, averaging=0.9)
+    assert averaging.decay == 0.9
+    # 0 switches a part off as None does (the CLI's and the TFX Trainer's "0 = off").
+    assert [type(c) for c in convergence_callbacks(lr_patience=0, averaging=0)] == [keras.callbacks.EarlyStopping]
+
+
 def test_fit_stops_on_a_noisy_validation_loss_with_the_best_epoch_kept():
     rng = np.random.default_rng(0)
-
-    def noisy(rows):
-        x = rng.normal(size=(rows, 2)).astype(np.float32)
-        return x, x @ np.array([[1.0], [-2.0]], np.float32) + rng.normal(size=(rows, 1)).astype(np.float32)
-
     model = _model(0.1)
-    validation = noisy(64)
-    history = model.fit(*noisy(64), validation_data=validation, epochs=40, batch_size=16, verbose=0,
+    validation = noisy_linear_data(rng, 64)
+    history = model.fit(*noisy_linear_data(rng, 64), validation_data=validation, epochs=40, batch_size=16, verbose=0,
                         callbacks=convergence_callbacks())
     losses, rates = history.history["val_loss"], history.history["lr"]
     assert len(losses) < 40  # the noise floor is reached well before the cap
@@ -81,8 +84,10 @@ def test_fit_stops_on_a_noisy_validation_loss_with_the_best_epoch_kept():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"patience": 0}, "patience must be >= 1, got 0"),
-    ({"patience": 2, "lr_patience": 2}, "lr_patience must be >= 1 and below patience (2), got 2"),
+    ({"patience": 2, "lr_patience": 2}, "lr_patience must be 0 (fixed rate) or between 1 and patience - 1 (1), got 2"),
+    ({"lr_patience": -1}, "lr_patience must be 0 (fixed rate) or between 1 and patience - 1 (3), got -1"),
     ({"lr_factor": 1.0}, "lr_factor must be in (0, 1), got 1.0"),
+    ({"averaging": 1.5}, "averaging must be 0 or None (off) or a decay in (0, 1), got 1.5"),
 ])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
