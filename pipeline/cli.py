@@ -133,7 +133,7 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
         tasks=args.tasks.split(",") if args.tasks else None,
         epochs=args.epochs, patience=args.patience, lr_patience=args.lr_patience, batch_size=args.batch_size,
         learning_rate=args.learning_rate,
-        distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed,
+        distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed, monitor=args.monitor,
         **({} if args.weight_averaging is None else {"weight_averaging": args.weight_averaging}))
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
@@ -215,6 +215,9 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
                                                                "(0: run every epoch)")
     model.add_argument("--lr-patience", type=int, default=0, help="epochs without eval improvement before the "
                                                                   "learning rate is cut (0: never)")
+    model.add_argument("--monitor", choices=("val_loss", "val_auc"), default="val_loss",
+                       help="what the learning-rate cut and early stopping decide on: the eval split's loss or "
+                            "the tasks' mean eval AUC")
     model.add_argument("--weight-averaging", type=float, help="decay of the running weight average that is validated "
                                                               "and kept (0: none; default: TrainingConfig's)")
     model.add_argument("--batch-size", type=int, default=256)

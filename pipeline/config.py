@@ -21,6 +21,7 @@ from tfmtl.training.averaging import DEFAULT_DECAY as DEFAULT_WEIGHT_AVERAGING
 TRAINING_KEY = "training"
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
 MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
+MONITORS = ("val_loss", "val_auc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,8 @@ class TrainingConfig:
         kept (:class:`tfmtl.training.WeightAveraging`; 0: the last step's weights). With
         ``patience`` and ``lr_patience`` it goes through
         :func:`tfmtl.training.convergence_callbacks`, as ``tfmtl train`` does.
+      monitor: what the rate cut and the stop decide on: ``"val_loss"`` (the eval split's loss)
+        or ``"val_auc"`` (the mean over the tasks of their eval AUC).
       distribution: ``auto`` (MultiWorkerMirrored when TF_CONFIG names several
         workers, Mirrored when GPUs are present, else the default strategy),
         ``mirrored`` (all GPUs, or all logical CPUs when there is no GPU),
@@ -61,6 +64,7 @@ class TrainingConfig:
     patience: int = 1
     lr_patience: int = 0
     weight_averaging: float = DEFAULT_WEIGHT_AVERAGING
+    monitor: str = "val_loss"
     batch_size: int = 256
     learning_rate: float = 1e-3
     distribution: str = "auto"
@@ -80,6 +84,8 @@ class TrainingConfig:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.patience < 0:
             raise ValueError(f"patience must be >= 0, got {self.patience}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}, got {self.monitor!r}")
         if not self.patience and self.lr_patience:
             raise ValueError(f"lr_patience acts with early stopping: with patience 0 it must be 0, "
                              f"got {self.lr_patience}")
@@ -94,7 +100,8 @@ class TrainingConfig:
     def convergence_callbacks(self) -> list:
         """The Trainer's :func:`tfmtl.training.convergence_callbacks`; with ``patience`` 0 only the averaging."""
         if self.patience:
-            return convergence_callbacks(self.patience, lr_patience=self.lr_patience, averaging=self.weight_averaging)
+            return convergence_callbacks(self.patience, lr_patience=self.lr_patience, averaging=self.weight_averaging,
+                                         monitor=self.monitor)
         return [WeightAveraging(self.weight_averaging)] if self.weight_averaging else []
 
     def output_labels(self, spec: FeatureSpec) -> dict[str, str]:

@@ -38,7 +38,8 @@ def _spec_options(args) -> dict:
 
 def _convergence_options(args) -> dict:
     # Only what the user chose, as in _spec_options (0 switches the rate cut or the averaging off).
-    chosen = {"patience": args.patience, "lr_patience": args.lr_patience, "averaging": args.weight_averaging}
+    chosen = {"patience": args.patience, "lr_patience": args.lr_patience, "averaging": args.weight_averaging,
+              "monitor": args.monitor}
     return {name: value for name, value in chosen.items() if value is not None}
 
 
@@ -140,6 +141,9 @@ def main(argv=None) -> int:
     fit.add_argument("--weight-averaging", type=float, default=None,
                      help="decay of the running weight average that is validated and kept, 0: none "
                           "(default: tfmtl.training.convergence_callbacks')")
+    fit.add_argument("--monitor", choices=("val_loss", "val_auc"), default=None,
+                     help="what decides the cut and the stop: the validation loss, or the mean validation AUC "
+                          "of the tasks (default: val_loss)")
     fit.add_argument("--batch-size", type=int, default=None, help="default: the model's fit default")
     fit.add_argument("--learning-rate", type=float, default=1e-3)
     fit.add_argument("--embedding-dim", type=int, default=None,

@@ -222,3 +222,7 @@ def test_the_trainer_validates_and_keeps_averaged_weights_unless_told_not_to():
         TrainingConfig(weight_averaging=1.2)
     with pytest.raises(ValueError, match=r"WeightAveraging: decay must be in \(0, 1\), got -0.5"):
         TrainingConfig(patience=0, weight_averaging=-0.5)
+    *_, auc_stop = TrainingConfig(patience=2, monitor="val_auc").convergence_callbacks()
+    assert auc_stop.monitor == "val_auc" and auc_stop.monitor_op == np.greater
+    with pytest.raises(ValueError, match=r"monitor must be one of \('val_loss', 'val_auc'\), got 'auc'"):
+        TrainingConfig(monitor="auc")

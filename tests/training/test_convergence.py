@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import linear_model, noisy_linear_data
+from conftest import linear_model, noisy_linear_data, two_task_data, two_task_model
 
 from tfmtl._keras import keras
-from tfmtl.training import WeightAveraging, convergence_callbacks
+from tfmtl.training import MeanOverTasks, WeightAveraging, convergence_callbacks
 
 
 def _model(learning_rate=1e-3):
@@ -92,3 +92,49 @@ def test_fit_stops_on_a_noisy_validation_loss_with_the_best_epoch_kept():
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         convergence_callbacks(**kwargs)
+
+
+def test_an_auc_monitor_is_maximised_on_the_mean_over_tasks():
+    model = _model(1e-3)
+    callbacks = convergence_callbacks(2, lr_patience=1, lr_factor=0.5, averaging=None, monitor="val_auc")
+    assert [type(c) for c in callbacks] == [MeanOverTasks, keras.callbacks.ReduceLROnPlateau,
+                                            keras.callbacks.EarlyStopping]
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    logged = []
+    # Task AUCs per epoch; their means 0.70, 0.80, 0.75, 0.78: best epoch 1, cuts after epochs 2 and 3, stop.
+    for epoch, (a, b) in enumerate([(0.6, 0.8), (0.7, 0.9), (0.8, 0.7), (0.76, 0.8), (0.99, 0.99)]):
+        model.layers[0].kernel.assign(np.full([2, 1], float(epoch), np.float32))
+        logs = {"val_loss": 1.0, "val_a_auc": a, "val_b_auc": b}
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs)
+        logged.append(logs["val_auc"])
+        if model.stop_training:
+            break
+    for callback in callbacks:
+        callback.on_train_end()
+    np.testing.assert_allclose(logged, [0.7, 0.8, 0.75, 0.78])
+    assert float(keras.backend.get_value(model.optimizer.learning_rate)) == pytest.approx(2.5e-4)
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), np.full([2, 1], 1.0))
+
+
+def test_a_logged_single_output_auc_is_kept_and_a_missing_one_is_named():
+    logs = {"val_loss": 0.2, "val_auc": 0.9, "auc": 0.95}
+    MeanOverTasks().on_epoch_end(0, logs)
+    assert logs == {"val_loss": 0.2, "val_auc": 0.9, "auc": 0.95}
+    with pytest.raises(ValueError, match=r"monitor 'val_auc' cannot be computed: no output logs 'auc' on the "
+                                         r"validation data \(logged: \['loss', 'val_loss'\]\)"):
+        MeanOverTasks().on_epoch_end(0, {"loss": 0.3, "val_loss": 0.2})
+
+
+def test_fit_on_two_tasks_stops_on_their_mean_validation_auc(data):
+    model = two_task_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy", run_eagerly=True,
+                  metrics={task: [keras.metrics.AUC(name="auc")] for task in ("ctr", "cvr")})
+    features, labels = data
+    history = model.fit(features, labels, validation_data=two_task_data(64, seed=1), epochs=3, batch_size=16,
+                        verbose=0, callbacks=convergence_callbacks(2, lr_patience=None, monitor="val_auc"))
+    for epoch, mean in enumerate(history.history["val_auc"]):
+        expected = (history.history["val_ctr_auc"][epoch] + history.history["val_cvr_auc"][epoch]) / 2
+        assert mean == pytest.approx(expected)

@@ -6,7 +6,8 @@ learning rate is cut by ``lr_factor`` (a smaller step often finds a lower loss t
 larger one stalled at), and when it has not improved for ``patience`` epochs training stops and the
 best epoch's weights are restored, so the ``epochs`` given to ``fit`` is only a cap. The weights
 validated and kept are a running average of the last ~100 steps' (:class:`WeightAveraging`), which
-lies nearer the minimum than any single step's.
+lies nearer the minimum than any single step's. ``monitor="val_auc"`` decides on the validation AUC
+instead (the mean over the tasks for a multi-task model, written by :class:`MeanOverTasks`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ DEFAULT_PATIENCE = 4
 DEFAULT_LR_PATIENCE = 1
 DEFAULT_LR_FACTOR = 0.3
 DEFAULT_MIN_LEARNING_RATE = 1e-5
+# Monitored quantities that improve upwards (Keras' ReduceLROnPlateau would minimise an AUC in "auto" mode).
+_HIGHER_IS_BETTER = ("auc", "acc", "accuracy")
 
 
 def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int | None = DEFAULT_LR_PATIENCE,
@@ -34,13 +37,16 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
         training would stop before the lower rate is tried.
       lr_factor: the cut, in (0, 1).
       min_learning_rate: the rate is never cut below this.
-      monitor: the logged quantity to minimise (``fit`` needs ``validation_data`` for ``val_*``).
+      monitor: the logged quantity that decides (``fit`` needs ``validation_data`` for ``val_*``);
+        minimised unless it ends in ``auc``/``acc``/``accuracy``. ``"val_auc"`` on a multi-task
+        model is the mean of the tasks' validation AUCs (:class:`MeanOverTasks`).
       averaging: the decay of :class:`WeightAveraging`, whose average is what validation measures
         and what is kept; ``0`` or ``None`` validates and keeps each epoch's last weights.
 
     Returns:
-      ``[WeightAveraging, ReduceLROnPlateau, EarlyStopping]`` (without the ones switched off), to
-      pass as ``model.fit(..., callbacks=...)``.
+      ``[WeightAveraging, ReduceLROnPlateau, EarlyStopping]`` (without the ones switched off;
+      with :class:`MeanOverTasks` before the last two for an AUC or accuracy ``monitor``), to pass
+      as ``model.fit(..., callbacks=...)``.
 
     Example:
 
@@ -56,7 +62,11 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
                          f"got {averaging}")
     # First in the list: the average must be in the model before the others read the weights.
     averaged = [WeightAveraging(averaging)] if averaging else []
-    stop = keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
+    metric = monitor.removeprefix("val_")
+    mode = "max" if metric.endswith(_HIGHER_IS_BETTER) else "min"
+    if mode == "max":
+        averaged.append(MeanOverTasks(metric))  # before the two that read it from the epoch's logs
+    stop = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
     if not lr_patience:
         return [*averaged, stop]
     if not 1 <= lr_patience < patience:
@@ -64,6 +74,53 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
                          f"({patience - 1}), got {lr_patience}")
     if not 0.0 < lr_factor < 1.0:
         raise ValueError(f"convergence_callbacks: lr_factor must be in (0, 1), got {lr_factor}")
-    reduce = keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=lr_factor, patience=lr_patience,
+    reduce = keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
                                                min_lr=min_learning_rate)
     return [*averaged, reduce, stop]
+
+
+class MeanOverTasks(keras.callbacks.Callback):
+    """Logs ``<metric>`` and ``val_<metric>`` as the mean of the outputs' ``<output>_<metric>``.
+
+    A multi-output Keras model logs ``val_income_auc``, ``val_married_auc``, ...; callbacks
+    that should decide on all tasks at once (``EarlyStopping(monitor="val_auc")``) need one
+    number. A single-output model already logs ``val_auc``, which is left as it is.
+
+    Args:
+      metric: the metric's name as compiled (``"auc"`` for tfmtl models' default AUC).
+
+    Raises (at the end of the first epoch with validation data):
+      ValueError: no output logs ``val_<output>_<metric>``, so there is nothing to decide on.
+
+    Example:
+
+    >>> logs = {"val_a_auc": 0.8, "val_b_auc": 0.6, "val_loss": 0.3}
+    >>> callback = MeanOverTasks("auc")
+    >>> callback.on_epoch_end(0, logs)
+    >>> round(logs["val_auc"], 6)
+    0.7
+    """
+
+    def __init__(self, metric: str = "auc"):
+        super().__init__()
+        self.metric = metric
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for prefix in ("", "val_"):
+            name = f"{prefix}{self.metric}"
+            if name in logs:
+                continue
+            # The outputs' names are the model's when it has one; otherwise any key of the right shape.
+            outputs = getattr(self.model, "output_names", None) or []
+            keys = [f"{prefix}{o}_{self.metric}" for o in outputs if f"{prefix}{o}_{self.metric}" in logs]
+            keys = keys or [k for k in logs if k.startswith(prefix) and k.endswith(f"_{self.metric}")
+                            and (prefix or not k.startswith("val_"))]
+            if keys:
+                logs[name] = float(sum(float(logs[k]) for k in keys) / len(keys))
+            elif prefix and "val_loss" in logs:
+                raise ValueError(f"convergence_callbacks: monitor '{name}' cannot be computed: no output logs "
+                                 f"'{name[4:]}' on the validation data (logged: {sorted(logs)}); compile "
+                                 f"the model with metrics that include it (tfmtl models log an AUC per output "
+                                 f"by default) or monitor 'val_loss'")
