@@ -133,8 +133,10 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
         tasks=args.tasks.split(",") if args.tasks else None,
         epochs=args.epochs, patience=args.patience, lr_patience=args.lr_patience, batch_size=args.batch_size,
         learning_rate=args.learning_rate,
-        distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed, monitor=args.monitor,
-        **({} if args.weight_averaging is None else {"weight_averaging": args.weight_averaging}))
+        distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed,
+        # Only what was chosen: the defaults stay TrainingConfig's.
+        **{name: value for name, value in (("monitor", args.monitor), ("weight_averaging", args.weight_averaging))
+           if value is not None})
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
         training=training, data_format=data_format, train_pattern=train_pattern, eval_pattern=eval_pattern,
@@ -210,14 +212,14 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--model", default="mmoe", help="registered tfmtl model (mmoe, ple, esmm, fsmd, ...)")
     model.add_argument("--model-kwargs", default="{}", help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
     model.add_argument("--tasks", help="comma-separated label names (default: all labels; ESMM: click,conversion)")
-    model.add_argument("--epochs", type=int, default=3, help="epoch cap (early stopping on the eval split's loss)")
+    model.add_argument("--epochs", type=int, default=3, help="epoch cap (early stopping on --monitor)")
     model.add_argument("--patience", type=int, default=1, help="epochs without eval improvement before stopping "
                                                                "(0: run every epoch)")
     model.add_argument("--lr-patience", type=int, default=0, help="epochs without eval improvement before the "
                                                                   "learning rate is cut (0: never)")
-    model.add_argument("--monitor", choices=("val_loss", "val_auc"), default="val_loss",
-                       help="what the learning-rate cut and early stopping decide on: the eval split's loss or "
-                            "the tasks' mean eval AUC")
+    model.add_argument("--monitor", choices=("val_auc", "val_loss"),  # tfmtl.training.convergence.MONITORS
+                       help="what the learning-rate cut and early stopping decide on: the tasks' mean eval AUC or "
+                            "the eval split's loss (default: TrainingConfig's, val_auc)")
     model.add_argument("--weight-averaging", type=float, help="decay of the running weight average that is validated "
                                                               "and kept (0: none; default: TrainingConfig's)")
     model.add_argument("--batch-size", type=int, default=256)

@@ -17,11 +17,11 @@ from tfmtl.features import FeatureSpec
 from tfmtl.models import get_model_class
 from tfmtl.training import WEIGHTINGS, WeightAveraging, convergence_callbacks
 from tfmtl.training.averaging import DEFAULT_DECAY as DEFAULT_WEIGHT_AVERAGING
+from tfmtl.training.convergence import DEFAULT_MONITOR, MONITORS
 
 TRAINING_KEY = "training"
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
 MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
-MONITORS = ("val_loss", "val_auc")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,7 @@ class TrainingConfig:
       tasks: label names to train (default: all labels of the spec; ESMM: [click, conversion]).
       epochs, batch_size, learning_rate: the fit; with ``train_steps`` set (TFX
         ``TrainArgs``) the data repeats and each epoch is ``train_steps / epochs`` steps.
-        ``epochs`` is a cap: training stops when the eval split's loss has not improved
+        ``epochs`` is a cap: training stops when ``monitor`` has not improved
         for ``patience`` epochs and keeps the best epoch's weights (``patience=0``:
         no early stopping, all ``epochs`` run). The cap of 3 keeps ``make demo`` short.
       lr_patience: epochs without an improvement before the learning rate is cut (below
@@ -43,8 +43,8 @@ class TrainingConfig:
         kept (:class:`tfmtl.training.WeightAveraging`; 0: the last step's weights). With
         ``patience`` and ``lr_patience`` it goes through
         :func:`tfmtl.training.convergence_callbacks`, as ``tfmtl train`` does.
-      monitor: what the rate cut and the stop decide on: ``"val_loss"`` (the eval split's loss)
-        or ``"val_auc"`` (the mean over the tasks of their eval AUC).
+      monitor: what the rate cut and the stop decide on: ``"val_auc"`` (the mean over the
+        tasks of their eval AUC) or ``"val_loss"`` (the eval split's loss).
       distribution: ``auto`` (MultiWorkerMirrored when TF_CONFIG names several
         workers, Mirrored when GPUs are present, else the default strategy),
         ``mirrored`` (all GPUs, or all logical CPUs when there is no GPU),
@@ -64,7 +64,7 @@ class TrainingConfig:
     patience: int = 1
     lr_patience: int = 0
     weight_averaging: float = DEFAULT_WEIGHT_AVERAGING
-    monitor: str = "val_loss"
+    monitor: str = DEFAULT_MONITOR
     batch_size: int = 256
     learning_rate: float = 1e-3
     distribution: str = "auto"

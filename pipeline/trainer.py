@@ -29,7 +29,7 @@ from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.models import build_model
 from tfmtl.optimizers import Adam
-from tfmtl.training import base_model, with_weighting
+from tfmtl.training import base_model, best_epoch, with_weighting
 
 # In fn_args.model_run_dir, beside the TensorBoard logs: the trained Keras model and what the fit did.
 KERAS_MODEL_FILE, REPORT_FILE = "model.keras", "training.json"
@@ -56,7 +56,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                               EVAL_BATCH_SIZE, shuffle=False, repeat=False)
         chief = is_chief(strategy)
         model_run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="tfmtl-worker-")
-        # Train to convergence: stop when the eval loss stops improving, keep the best epoch's (averaged) weights.
+        # Train to convergence: stop when the monitored eval AUC (or loss) stops improving, keep the best
+        # epoch's (averaged) weights.
         callbacks = [*training.convergence_callbacks(),
                      keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)]
         history = model.fit(
@@ -140,8 +141,8 @@ def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, 
     report = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
               "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
               "history": {name: [float(v) for v in values] for name, values in history.items()}}
-    losses = report["history"].get("val_loss")
-    if losses:  # the epoch whose weights were kept (with early stopping) and how many ran
-        report["best_epoch"], report["epochs_run"] = losses.index(min(losses)) + 1, len(losses)
+    if history.get("loss"):  # how many epochs ran and the one whose weights were kept (the last without a stop)
+        report["epochs_run"] = len(history["loss"])
+        report["best_epoch"] = best_epoch(history, training.monitor) if training.patience else report["epochs_run"]
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(report, indent=1))

@@ -81,3 +81,17 @@ def test_an_lr_patience_not_below_patience_is_refused():
                                          r"or between 1 and patience - 1 \(1\), got 2"):
         cli.main(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", "--patience", "2",
                   "--lr-patience", "2"])
+
+
+@pytest.mark.parametrize("command", [["train"], ["run"]], ids=["tfmtl", "pipeline"])
+def test_the_monitor_choices_are_convergence_callbacks(command, capsys):
+    from pipeline import cli as pipeline_cli
+    from tfmtl.training.convergence import MONITORS
+
+    parser = cli._parser() if command == ["train"] else pipeline_cli._parser()
+    for monitor in MONITORS:
+        assert parser.parse_args([*command, "--monitor", monitor]).monitor == monitor
+    assert parser.parse_args(command).monitor is None  # unset: the library's default (val_auc) applies
+    with pytest.raises(SystemExit):
+        parser.parse_args([*command, "--monitor", "auc"])
+    assert "argument --monitor: invalid choice: 'auc'" in capsys.readouterr().err

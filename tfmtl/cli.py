@@ -71,7 +71,7 @@ def train(args) -> dict:
     from tfmtl._keras import keras
     from tfmtl.models import build_model
     from tfmtl.optimizers import Adam
-    from tfmtl.training import base_model, convergence_callbacks, with_weighting
+    from tfmtl.training import base_model, best_epoch, convergence_callbacks, with_weighting
 
     keras.utils.set_random_seed(args.seed)
     train_df, validation_df, test_df, spec = _load(args)
@@ -86,25 +86,27 @@ def train(args) -> dict:
     weighted = "" if base is model else f" ({args.weighting} loss weighting)"
     print(f"{base.name}{weighted}: {base.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
     start = time.perf_counter()
-    # Train to convergence: cut the learning rate when the validation loss stalls, stop when it has not
+    # Train to convergence: cut the learning rate when the validation AUC stalls, stop when it has not
     # improved for --patience epochs and keep the best epoch's weights; --epochs is only a cap.
     try:
         callbacks = convergence_callbacks(**_convergence_options(args))
+        monitor = next(c.monitor for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
     except ValueError as error:
         raise SystemExit(f"tfmtl train: {error}") from error
     history = model.fit(train_df, validation_data=validation_df, epochs=args.epochs, batch_size=args.batch_size,
                         callbacks=callbacks, verbose=2)
     seconds = time.perf_counter() - start
-    losses = history.history["val_loss"]
-    best = min(range(len(losses)), key=losses.__getitem__) + 1
-    print(f"best epoch {best} of {len(losses)} (validation loss {losses[best - 1]:.4f}); its weights are kept")
+    epochs = len(history.history[monitor])
+    best = best_epoch(history.history, monitor)
+    print(f"best epoch {best} of {epochs} ({monitor} {history.history[monitor][best - 1]:.4f}); "
+          "its weights are kept")
     predictions = model.predict(test_df, verbose=0)
     aucs = {}
     for output, label in base.label_map.items():
         aucs[output] = float(roc_auc_score(spec.label_array(test_df, label).ravel(), predictions[output].ravel()))
     for output, auc in aucs.items():
         print(f"test AUC {output}: {auc:.4f}")
-    print(f"trained in {seconds:.0f}s ({len(train_df) * len(losses) / seconds:,.0f} examples/s)")
+    print(f"trained in {seconds:.0f}s ({len(train_df) * epochs / seconds:,.0f} examples/s)")
     if args.output:
         model.save(args.output)
         print(f"saved {args.output}")
@@ -118,7 +120,7 @@ def _weighting_args(args) -> dict:
     return {name: value for name, value in given.items() if value is not None}
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfmtl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
     fit.add_argument("--test-csv", default=None)
     fit.add_argument("--label", action="append", help="a 0/1 label column of --train-csv (repeatable)")
     fit.add_argument("--epochs", type=int, default=30, help="epoch cap; training stops earlier when the "
-                                                             "validation loss stops improving")
+                                                             "validation AUC (--monitor) stops improving")
     fit.add_argument("--patience", type=int, default=None,
                      help="epochs without validation improvement before stopping "
                           "(default: tfmtl.training.convergence_callbacks')")
@@ -141,9 +143,9 @@ def main(argv=None) -> int:
     fit.add_argument("--weight-averaging", type=float, default=None,
                      help="decay of the running weight average that is validated and kept, 0: none "
                           "(default: tfmtl.training.convergence_callbacks')")
-    fit.add_argument("--monitor", choices=("val_loss", "val_auc"), default=None,
-                     help="what decides the cut and the stop: the validation loss, or the mean validation AUC "
-                          "of the tasks (default: val_loss)")
+    fit.add_argument("--monitor", choices=("val_auc", "val_loss"), default=None,  # convergence.MONITORS
+                     help="what decides the cut and the stop: the mean validation AUC of the tasks, or the "
+                          "validation loss (default: tfmtl.training.convergence_callbacks', val_auc)")
     fit.add_argument("--batch-size", type=int, default=None, help="default: the model's fit default")
     fit.add_argument("--learning-rate", type=float, default=1e-3)
     fit.add_argument("--embedding-dim", type=int, default=None,
@@ -168,7 +170,11 @@ def main(argv=None) -> int:
     weighting.add_argument("--pid-kd", type=float, default=None)
     weighting.add_argument("--auxiliary-scale", type=float, default=None, help="pid: MoRec's lambda")
     commands.add_parser("models", help="list registered model names")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     silence_known_noise()
     if args.command == "models":
         from tfmtl.models import available_models

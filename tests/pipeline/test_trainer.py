@@ -18,7 +18,7 @@ from tests.pipeline.conftest import EVAL_ROWS, SMALL_MMOE, serialize
 from tfmtl.compat import keras
 from tfmtl.datasets import census
 from tfmtl.features import encoded_names
-from tfmtl.training import WeightAveraging
+from tfmtl.training import MeanOverTasks, WeightAveraging
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -193,11 +193,14 @@ def test_pid_weighting_from_the_config(transform_output, tmp_path):
 
 
 def test_training_stops_early_and_reports_the_kept_epoch(trained):
-    """The default TrainingConfig trains to convergence: at most 3 epochs, best eval-loss epoch kept."""
+    """The default TrainingConfig trains to convergence: at most 3 epochs, best mean eval AUC epoch kept."""
     report = _report(trained)
-    losses = report["history"]["val_loss"]
-    assert 1 <= report["epochs_run"] == len(losses) <= TrainingConfig().epochs == 3
-    assert report["best_epoch"] == losses.index(min(losses)) + 1
+    history = report["history"]
+    aucs = history["val_auc"]
+    assert aucs == pytest.approx([(a + b) / 2 for a, b in zip(history["val_income_50k_auc"],
+                                                               history["val_never_married_auc"])])
+    assert 1 <= report["epochs_run"] == len(aucs) <= TrainingConfig().epochs == 3
+    assert report["best_epoch"] == aucs.index(max(aucs)) + 1
     with pytest.raises(ValueError, match="patience"):
         TrainingConfig(patience=-1)
 
@@ -213,16 +216,18 @@ def test_a_learning_rate_cut_that_could_never_be_tried_is_refused(patience, lr_p
 
 
 def test_the_trainer_validates_and_keeps_averaged_weights_unless_told_not_to():
-    averaging, stop = TrainingConfig().convergence_callbacks()  # patience 1, fixed rate, averaging 0.99
+    averaging, mean, stop = TrainingConfig().convergence_callbacks()  # patience 1, fixed rate, averaging 0.99
     assert isinstance(averaging, WeightAveraging) and averaging.decay == 0.99
+    assert isinstance(mean, MeanOverTasks) and mean.metric == "auc"
     assert isinstance(stop, keras.callbacks.EarlyStopping) and stop.patience == 1
+    assert stop.monitor == "val_auc" and stop.monitor_op == np.greater
     assert [type(c) for c in TrainingConfig(patience=0).convergence_callbacks()] == [WeightAveraging]
     assert TrainingConfig(patience=0, weight_averaging=0).convergence_callbacks() == []
     with pytest.raises(ValueError, match=r"averaging must be 0 or None \(off\) or a decay in \(0, 1\), got 1.2"):
         TrainingConfig(weight_averaging=1.2)
     with pytest.raises(ValueError, match=r"WeightAveraging: decay must be in \(0, 1\), got -0.5"):
         TrainingConfig(patience=0, weight_averaging=-0.5)
-    *_, auc_stop = TrainingConfig(patience=2, monitor="val_auc").convergence_callbacks()
-    assert auc_stop.monitor == "val_auc" and auc_stop.monitor_op == np.greater
-    with pytest.raises(ValueError, match=r"monitor must be one of \('val_loss', 'val_auc'\), got 'auc'"):
+    *_, loss_stop = TrainingConfig(patience=2, monitor="val_loss").convergence_callbacks()
+    assert loss_stop.monitor == "val_loss" and loss_stop.monitor_op == np.less
+    with pytest.raises(ValueError, match=r"monitor must be one of \('val_auc', 'val_loss'\), got 'auc'"):
         TrainingConfig(monitor="auc")

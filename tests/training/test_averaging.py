@@ -63,8 +63,9 @@ def test_fit_keeps_the_best_averaged_weights_that_validation_measured():
     seen = []  # (model kernel, averaged kernel) at each epoch's end, where EarlyStopping reads the weights
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
         (model.layers[0].kernel.numpy().copy(), averaging.averaged_weights[0].numpy().copy())))
+    stop = convergence_callbacks(3, lr_patience=None, averaging=None, monitor="val_loss")
     history = model.fit(*noisy_linear_data(rng, 64), validation_data=validation, epochs=30, batch_size=8, verbose=0,
-                        callbacks=[averaging, record, *convergence_callbacks(3, lr_patience=None, averaging=None)])
+                        callbacks=[averaging, record, *stop])
     losses = history.history["val_loss"]
     for in_model, averaged in seen:
         np.testing.assert_array_equal(in_model, averaged)

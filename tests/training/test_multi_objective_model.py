@@ -134,6 +134,22 @@ def test_compiled_metrics_are_reported(data):
     assert "ctr_auc" in history and "val_ctr_auc" in history and "val_q_ctr" in history
 
 
+def test_a_wrapped_tfmtl_model_keeps_its_default_aucs_for_the_trained_outputs(multitask_data):
+    from tfmtl.models import MMoE
+    from tfmtl.training import convergence_callbacks
+
+    df, spec = multitask_data
+    base = MMoE(spec, num_experts=2, expert_units=[8], gate_units=[4], tower_units=[4])
+    model = MultiObjectiveModel(base, {"task_a": "binary_crossentropy"})  # task_b is not trained
+    model.compile(optimizer="adam")
+    batches = base.make_dataset(df, batch_size=100)
+    history = model.fit(batches, epochs=2, validation_data=batches, verbose=0,
+                        callbacks=convergence_callbacks(2, lr_patience=None, averaging=None)).history
+    assert {"task_a_auc", "val_task_a_auc"} <= set(history) and not any("task_b" in k for k in history)
+    # The default monitor, the mean over the logged task AUCs, is here the one trained task's.
+    assert history["val_auc"] == pytest.approx(history["val_task_a_auc"])
+
+
 def test_rejects_bad_configuration():
     with pytest.raises(ValueError, match="not outputs"):
         MultiObjectiveModel(two_task_model(), {"acc": ("missing", "mse")})

@@ -226,8 +226,15 @@ class MultiTaskModel(keras.Model):
         if loss is None:
             loss = {output: keras.losses.BinaryCrossentropy(name=f"{output}_bce") for output in self.label_map}
         if metrics is None:
-            metrics = {output: [keras.metrics.AUC(name="auc", num_thresholds=1000)] for output in self.label_map}
+            metrics = self.default_metrics()
         super().compile(optimizer=default_optimizer(optimizer), loss=loss, metrics=metrics, **kwargs)
+
+    def default_metrics(self) -> dict[str, list[keras.metrics.Metric]]:
+        """``compile``'s default metrics: a ROC AUC per trained output, logged ``<output>_auc``.
+
+        :func:`tfmtl.training.convergence_callbacks` decides on their validation mean by default.
+        """
+        return {output: [keras.metrics.AUC(name="auc", num_thresholds=1000)] for output in self.label_map}
 
     def fit(self, x=None, y=None, batch_size=None, *args, validation_data=None, shuffle=True, **kwargs):
         """``keras.Model.fit`` that also takes DataFrames for ``x`` and ``validation_data``."""

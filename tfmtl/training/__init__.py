@@ -15,7 +15,7 @@
 from tfmtl.training import metrics
 from tfmtl.training.averaging import WeightAveraging
 from tfmtl.training.controller import PIDController, PIDState, pid_step
-from tfmtl.training.convergence import MeanOverTasks, convergence_callbacks
+from tfmtl.training.convergence import MeanOverTasks, best_epoch, convergence_callbacks
 from tfmtl.training.multi_objective import MultiObjectiveModel
 from tfmtl.training.objectives import WEIGHTINGS, base_model, make_weighting, with_weighting
 from tfmtl.training.sampler import (
@@ -32,7 +32,7 @@ from tfmtl.training.weighting import PIDWeighting, StaticWeights, UncertaintyWei
 __all__ = [
     "metrics",
     "PIDController", "PIDState", "pid_step",
-    "convergence_callbacks", "MeanOverTasks", "WeightAveraging",
+    "convergence_callbacks", "best_epoch", "MeanOverTasks", "WeightAveraging",
     "MultiObjectiveModel",
     "WEIGHTINGS", "base_model", "make_weighting", "with_weighting",
     "AdaptiveSampler", "AlignmentSampling", "FairnessSampling", "RevenueSampling", "SamplingRule", "sign_step",

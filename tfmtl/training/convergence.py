@@ -1,16 +1,19 @@
 """Training to convergence on a validation split: the callbacks ``tfmtl train``, the TFX Trainer and the
 README's ``model.fit`` share, so that all three stop the same way.
 
-The loss on the validation split decides: when it has not improved for ``lr_patience`` epochs the
-learning rate is cut by ``lr_factor`` (a smaller step often finds a lower loss than the epoch the
-larger one stalled at), and when it has not improved for ``patience`` epochs training stops and the
-best epoch's weights are restored, so the ``epochs`` given to ``fit`` is only a cap. The weights
-validated and kept are a running average of the last ~100 steps' (:class:`WeightAveraging`), which
-lies nearer the minimum than any single step's. ``monitor="val_auc"`` decides on the validation AUC
-instead (the mean over the tasks for a multi-task model, written by :class:`MeanOverTasks`).
+The validation AUC decides (the mean over the tasks for a multi-task model, written by
+:class:`MeanOverTasks`): when it has not improved for ``lr_patience`` epochs the learning rate is cut
+by ``lr_factor`` (a smaller step often gets further than the epoch the larger one stalled at), and
+when it has not improved for ``patience`` epochs training stops and the best epoch's weights are
+restored, so the ``epochs`` given to ``fit`` is only a cap. The weights validated and kept are a
+running average of the last ~100 steps' (:class:`WeightAveraging`), which lies nearer the minimum
+than any single step's. ``monitor="val_loss"`` decides on the validation loss instead (for a model
+that logs no AUC); on data whose loss and AUC disagree the AUC, the quality users judge, chooses better.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from tfmtl._keras import keras
 from tfmtl.training.averaging import DEFAULT_DECAY, WeightAveraging
@@ -21,25 +24,28 @@ DEFAULT_LR_FACTOR = 0.3
 DEFAULT_MIN_LEARNING_RATE = 1e-5
 # Monitored quantities that improve upwards (Keras' ReduceLROnPlateau would minimise an AUC in "auto" mode).
 _HIGHER_IS_BETTER = ("auc", "acc", "accuracy")
+MONITORS = ("val_auc", "val_loss")  # the choices the CLIs and the TFX Trainer offer
+DEFAULT_MONITOR = "val_auc"
 
 
 def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int | None = DEFAULT_LR_PATIENCE,
                           lr_factor: float = DEFAULT_LR_FACTOR,
                           min_learning_rate: float = DEFAULT_MIN_LEARNING_RATE,
-                          monitor: str = "val_loss",
+                          monitor: str = DEFAULT_MONITOR,
                           averaging: float | None = DEFAULT_DECAY) -> list[keras.callbacks.Callback]:
     """Early stopping with the best (averaged) weights restored, after cutting the learning rate on a plateau.
 
     Args:
-      patience: epochs without a lower ``monitor`` before training stops (>= 1).
-      lr_patience: epochs without a lower ``monitor`` before the learning rate is multiplied by
+      patience: epochs without a better ``monitor`` before training stops (>= 1).
+      lr_patience: epochs without a better ``monitor`` before the learning rate is multiplied by
         ``lr_factor``; ``0`` or ``None`` keeps the rate fixed. Must be below ``patience``, or
         training would stop before the lower rate is tried.
       lr_factor: the cut, in (0, 1).
       min_learning_rate: the rate is never cut below this.
       monitor: the logged quantity that decides (``fit`` needs ``validation_data`` for ``val_*``);
-        minimised unless it ends in ``auc``/``acc``/``accuracy``. ``"val_auc"`` on a multi-task
-        model is the mean of the tasks' validation AUCs (:class:`MeanOverTasks`).
+        minimised unless it ends in ``auc``/``acc``/``accuracy``. ``"val_auc"`` (default) on a
+        multi-task model is the mean of the tasks' validation AUCs (:class:`MeanOverTasks`); a model
+        that logs no AUC needs ``"val_loss"``.
       averaging: the decay of :class:`WeightAveraging`, whose average is what validation measures
         and what is kept; ``0`` or ``None`` validates and keeps each epoch's last weights.
 
@@ -51,8 +57,8 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
     Example:
 
     >>> [type(c).__name__ for c in convergence_callbacks()]
-    ['WeightAveraging', 'ReduceLROnPlateau', 'EarlyStopping']
-    >>> [type(c).__name__ for c in convergence_callbacks(2, lr_patience=0, averaging=0)]
+    ['WeightAveraging', 'MeanOverTasks', 'ReduceLROnPlateau', 'EarlyStopping']
+    >>> [type(c).__name__ for c in convergence_callbacks(2, lr_patience=0, averaging=0, monitor="val_loss")]
     ['EarlyStopping']
     """
     if patience < 1:
@@ -61,14 +67,14 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
         raise ValueError(f"convergence_callbacks: averaging must be 0 or None (off) or a decay in (0, 1), "
                          f"got {averaging}")
     # First in the list: the average must be in the model before the others read the weights.
-    averaged = [WeightAveraging(averaging)] if averaging else []
+    leading = [WeightAveraging(averaging)] if averaging else []
     metric = monitor.removeprefix("val_")
-    mode = "max" if metric.endswith(_HIGHER_IS_BETTER) else "min"
+    mode = _mode(monitor)
     if mode == "max":
-        averaged.append(MeanOverTasks(metric))  # before the two that read it from the epoch's logs
+        leading.append(MeanOverTasks(metric))  # before the two that read it from the epoch's logs
     stop = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
     if not lr_patience:
-        return [*averaged, stop]
+        return [*leading, stop]
     if not 1 <= lr_patience < patience:
         raise ValueError(f"convergence_callbacks: lr_patience must be 0 (fixed rate) or between 1 and patience - 1 "
                          f"({patience - 1}), got {lr_patience}")
@@ -76,7 +82,35 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
         raise ValueError(f"convergence_callbacks: lr_factor must be in (0, 1), got {lr_factor}")
     reduce = keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=lr_factor, patience=lr_patience,
                                                min_lr=min_learning_rate)
-    return [*averaged, reduce, stop]
+    return [*leading, reduce, stop]
+
+
+def _mode(monitor: str) -> str:
+    return "max" if monitor.endswith(_HIGHER_IS_BETTER) else "min"
+
+
+def best_epoch(history: Mapping[str, Sequence[float]], monitor: str = DEFAULT_MONITOR) -> int:
+    """The 1-based epoch whose ``monitor`` was best, i.e. whose weights ``convergence_callbacks`` kept.
+
+    Args:
+      history: ``model.fit(...).history`` (or any ``{name: per-epoch values}``).
+      monitor: as given to :func:`convergence_callbacks` (maximised for AUCs and accuracies).
+
+    Raises:
+      KeyError: ``history`` has no ``monitor``, naming what it has.
+
+    Example:
+
+    >>> best_epoch({"val_auc": [0.80, 0.83, 0.82], "val_loss": [0.5, 0.4, 0.3]})
+    2
+    >>> best_epoch({"val_auc": [0.80, 0.83, 0.82], "val_loss": [0.5, 0.4, 0.3]}, "val_loss")
+    3
+    """
+    if monitor not in history:
+        raise KeyError(f"best_epoch: the history has no {monitor!r} (it has {sorted(history)})")
+    values = [float(v) for v in history[monitor]]
+    pick = max if _mode(monitor) == "max" else min
+    return pick(range(len(values)), key=values.__getitem__) + 1
 
 
 class MeanOverTasks(keras.callbacks.Callback):
@@ -108,12 +142,12 @@ class MeanOverTasks(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
+        # The outputs' names are the model's when it has them; otherwise any key of the right shape.
+        outputs = getattr(self.model, "output_names", None) or []
         for prefix in ("", "val_"):
             name = f"{prefix}{self.metric}"
             if name in logs:
                 continue
-            # The outputs' names are the model's when it has one; otherwise any key of the right shape.
-            outputs = getattr(self.model, "output_names", None) or []
             keys = [f"{prefix}{o}_{self.metric}" for o in outputs if f"{prefix}{o}_{self.metric}" in logs]
             keys = keys or [k for k in logs if k.startswith(prefix) and k.endswith(f"_{self.metric}")
                             and (prefix or not k.startswith("val_"))]

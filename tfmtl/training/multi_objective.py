@@ -131,9 +131,17 @@ class MultiObjectiveModel(keras.Model):
         return metrics
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
-        """``keras.Model.compile`` without ``loss`` (the objectives are the losses)."""
+        """``keras.Model.compile`` without ``loss`` (the objectives are the losses).
+
+        Without ``metrics`` a wrapped tfmtl model's default metrics (its ``default_metrics``:
+        an AUC per output) are kept for the outputs the objectives train, so ``val_<output>_auc``
+        is logged as for the unwrapped model and ``convergence_callbacks()`` can decide on it.
+        """
         if loss is not None:
             raise ValueError("MultiObjectiveModel takes its losses from `objectives`; compile it without `loss`")
+        if metrics is None and hasattr(self.model, "default_metrics"):
+            trained = {output for output, _ in self.objectives.values()}
+            metrics = {output: m for output, m in self.model.default_metrics().items() if output in trained} or None
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     # ---------------------------------------------------------------- losses
