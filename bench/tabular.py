@@ -288,7 +288,7 @@ def markdown(results: dict, rows: list[dict]) -> str:
              "(load column: 1-min load average at the end of each run), so times are indicative.  ",
              "Earlier tables: [tabular_v1.md](tabular_v1.md) (width 4, 16 plain quantile bins, batch 512, "
              "patience 2; all three encodings and DCN), [tabular_v2.md](tabular_v2.md) (width 16, 32 "
-             "point-mass-aware bins, batch 128, patience 2 at a fixed learning rate) and "
+             "point-mass-aware bins, batch 128, patience 2 at a fixed learning rate), "
              "[tabular_v3.md](tabular_v3.md) (without the weight average, on val_loss) and "
              "[tabular_v4.md](tabular_v4.md) (as here, on val_loss).",
              *([results["note"], ""] if results.get("note") else [""]),
