@@ -276,7 +276,7 @@ def markdown(results: dict, rows: list[dict]) -> str:
              "Adam 1e-3, `convergence_callbacks()`: a running average of the weights (decay "
              f"{_values(results, 'weight_averaging')}; None: none) is what validation measures and what is kept, "
              "the learning rate x 0.3 after each epoch without a better "
-             f"{_values(results, 'monitor').replace('None', 'val_loss')} (val_auc: the tasks' mean validation AUC), "
+             f"{_values(results, 'monitor')} (val_auc: the tasks' mean validation AUC), "
              "stop after 4 such epochs, "
              "best weights restored. "
              f"LightGBM {version}: lr 0.05, num_leaves from {list(LGB_LEAVES)} by validation AUC (census: "
