@@ -46,7 +46,7 @@ DNN = [512, 256]
 PAPER_MODELS = {
     "single_task": dict(units=DNN),
     "shared_bottom": dict(bottom_units=DNN, tower_units=[64]),
-    "mmoe": dict(num_experts=8, expert_units=DNN, tower_units=[64]),
+    "mmoe": dict(num_experts=8, expert_units=DNN, tower_units=[64], cross=None),  # the paper's: no DCN
     "ple": dict(num_levels=2, specific_experts=1, shared_experts=2, expert_units=DNN, tower_units=[64]),
     "base": dict(bottom_units=DNN, tower_units=[64]),
     "fg": dict(num_experts=8, expert_units=DNN, tower_units=[64]),

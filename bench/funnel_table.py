@@ -69,7 +69,8 @@ def predict_funnel(name, spec, train, validation, test, epochs, seed):
         p_cvr = cvr.predict(test, verbose=0)["conversion"].ravel()
         return p_ctr, p_cvr, p_ctr * p_cvr
     if name == "mmoe":
-        model = _fit(MMoE(spec, ["click", "conversion"], num_experts=4, expert_units=UNITS, tower_units=[64]),
+        model = _fit(MMoE(spec, ["click", "conversion"], num_experts=4, expert_units=UNITS, tower_units=[64],
+                          cross=None),
                      train, validation, epochs, seed)
         out = model.predict(test, verbose=0)
         p_ctr, p_ctcvr = out["click"].ravel(), out["conversion"].ravel()

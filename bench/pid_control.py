@@ -185,7 +185,7 @@ def census_part(args: argparse.Namespace) -> dict[str, Any]:
     validation = splits.validation.iloc[: args.census_val_rows]
     keras.utils.set_random_seed(args.seed)
     base = MMoE(splits.spec, tasks=["income_50k", "never_married"], num_experts=args.census_experts,
-                expert_units=[args.census_expert_units], tower_units=[8], batch_norm=False)
+                expert_units=[args.census_expert_units], tower_units=[8], batch_norm=False, cross=None)
     train = base.make_dataset(splits.train, batch_size=args.census_batch, shuffle=True, seed=args.seed).repeat()
     val_x = base.make_dataset(validation, with_labels=False, batch_size=4096)
     val_y = {t: splits.spec.label_array(validation, t) for t in ("income_50k", "never_married")}

@@ -42,7 +42,7 @@ def census_slice_auc(seed: int) -> dict:
 
     splits = census.load_census(nrows=20_000)
     keras.utils.set_random_seed(seed)
-    model = MMoE(splits.spec, num_experts=4, expert_units=[64, 32], tower_units=[16])
+    model = MMoE(splits.spec, num_experts=4, expert_units=[64, 32], tower_units=[16], cross=None)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     model.fit(splits.train, epochs=2, batch_size=256, verbose=0)
     predictions = model.predict(splits.test, verbose=0)

@@ -67,7 +67,7 @@ def main():
     tasks = ["income_50k", "never_married"]
     B, steps = 256, args.steps
     n_batches = steps * (args.rounds + 1) + args.warmup + 5
-    cfg = dict(num_experts=8, expert_units=[512, 256], tower_units=[128])
+    cfg = dict(num_experts=8, expert_units=[512, 256], tower_units=[128], cross=None)
 
     def make(bn=True, encoded=False, jit=False, metrics=(), optimizer=Adam):
         keras.utils.set_random_seed(0)

@@ -17,7 +17,8 @@ frequency with one OOV id (same table sizes).
 Models (defaults; flags in common.py):
 
 * shared_bottom: ``SharedBottom(spec, tasks, bottom_units=(512, 256), tower_units=(128,))``
-* mmoe: ``MMoE(spec, tasks, num_experts=8, expert_units=(512, 256), tower_units=(128,))`` (linear softmax gate)
+* mmoe: ``MMoE(spec, tasks, num_experts=8, expert_units=(512, 256), tower_units=(128,), cross=None)`` (linear
+  softmax gate, no DCN, as DeepCTR's)
 * ple: ``PLE(spec, tasks, num_levels=1, specific_experts=4, shared_experts=4, expert_units=(512, 256),
   tower_units=(128,))``
 * esmm: ``ESMM(spec, tasks=["income_50k", "income_and_never_married"], tower_units=(512, 256, 128))``: the
@@ -53,7 +54,8 @@ def build_model(name, args, spec, tasks):
         cfg = dict(bottom_units=expert, tower_units=tower)
         model = SharedBottom(spec, tasks, **cfg, **kw)
     elif name == "mmoe":
-        cfg = dict(num_experts=args.mmoe_experts, expert_units=expert, gate_units=[], tower_units=tower)
+        cfg = dict(num_experts=args.mmoe_experts, expert_units=expert, gate_units=[], tower_units=tower,
+                   cross=None)  # DeepCTR's MMoE has no cross network
         model = MMoE(spec, tasks, **cfg, **kw)
     elif name == "ple":
         cfg = dict(num_levels=args.ple_levels, specific_experts=args.ple_specific, shared_experts=args.ple_shared,

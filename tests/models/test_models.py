@@ -91,6 +91,26 @@ def test_registry_builds_by_name(multitask_data):
         build_model("nope", spec)
 
 
+def _has_cross(model) -> bool:
+    return any(layer.name == "cross" for layer in model.layers)
+
+
+def test_mmoe_adds_a_parallel_cross_by_default_and_the_paper_presets_do_not(multitask_data):
+    _, spec = multitask_data
+    small = dict(num_experts=2, expert_units=[4], tower_units=[2])
+    default = MMoE(spec, **small)
+    assert _has_cross(default) and default.get_config()["cross"] == "parallel"
+    assert any(layer.name == "cross_plus_deep" for layer in default.layers)
+    paper = MMoE(spec, cross=None, **small)
+    assert not _has_cross(paper) and paper.get_config()["cross"] is None
+    assert not _has_cross(FG(spec, **small))  # FSMD's FG: FM + MMoE as its paper has it
+    assert _has_cross(FG(spec, cross="parallel", **small))
+    # Configs saved before "cross" was always written left it out when it was None.
+    config = paper.get_config()
+    del config["cross"]
+    assert not _has_cross(MMoE.from_config(config))
+
+
 def test_bad_arguments_get_clear_errors(multitask_data, funnel_data):
     df, spec = multitask_data
     with pytest.raises(SpecError, match="label 'typo' is not in the spec"):
@@ -120,7 +140,7 @@ def converged_census_aucs(splits) -> tuple[float, float]:
     """
     from sklearn.metrics import roc_auc_score
 
-    model = MMoE(splits.spec, num_experts=4, expert_units=[64, 32], tower_units=[16])
+    model = MMoE(splits.spec, num_experts=4, expert_units=[64, 32], tower_units=[16], cross=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     stop = keras.callbacks.EarlyStopping(patience=2, restore_best_weights=True)
     model.fit(splits.train, validation_data=splits.validation, epochs=12, batch_size=256, verbose=0, callbacks=[stop])

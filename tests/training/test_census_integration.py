@@ -42,7 +42,7 @@ def test_pid_holds_census_income_loss_at_set_point(splits):
     keras.utils.set_random_seed(0)
     # One 4-unit expert: the tasks compete for a narrow shared representation, so the weights matter.
     mmoe = MMoE(splits.spec, tasks=["income_50k", "never_married"], num_experts=1, expert_units=[4],
-                tower_units=[8], batch_norm=False)
+                tower_units=[8], batch_norm=False, cross=None)
 
     # 1. Single objective (the never_married head gets no gradient): the set point.
     single = MultiObjectiveModel(mmoe, {"income": OBJECTIVES["income"]})

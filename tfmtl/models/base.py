@@ -143,7 +143,8 @@ class MultiTaskModel(keras.Model):
                              "encoded_inputs": encoded_inputs,
                              "embeddings_regularizer": keras.regularizers.serialize(
                                  keras.regularizers.get(embeddings_regularizer)),
-                             **({"cross": cross, "cross_layers": cross_layers,
+                             "cross": cross,
+                             **({"cross_layers": cross_layers,
                                  "cross_projection_dim": cross_projection_dim} if cross else {}),
                              **({"history_attention": history_attention, "attention_units": attention_units}
                                 if history_attention else {}),
@@ -276,7 +277,8 @@ class MultiTaskModel(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(**config)
+        # Files saved before the config always named `cross` left it out when it was None.
+        return cls(**{"cross": None, **config})
 
     def compile_from_config(self, config):
         # Keras skips models with a custom compile(); ours only fills defaults, so restore it.

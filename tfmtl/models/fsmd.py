@@ -3,6 +3,8 @@
 The FM is the paper's by default (``fm="shared"``): DeepFM's FM part unchanged, one FM
 over all fields with the dense features included, the same term for every task.
 ``fm="per_task"`` is tfmtl's variant (per-task first-order and cross weights).
+The paper has no DCN cross network, so ``FG`` leaves out the one :class:`MMoE` adds by
+default (pass ``cross=`` to add it).
 
 - ``Base``: FM + shared bottom.
 - ``FG``: FM + MMoE gates per task.
@@ -23,7 +25,7 @@ def _with_fm(kwargs: dict) -> dict:
     fm = kwargs.pop("fm", "shared")
     if fm is None or fm is False:
         raise ValueError("the FSMD family always has an FM: fm must be 'shared' (the paper's) or 'per_task'")
-    return {**kwargs, "fm": fm}
+    return {"cross": None, **kwargs, "fm": fm}
 
 
 @register_model("base")

@@ -22,6 +22,10 @@ class MMoE(MultiTaskModel):
       gate_units: hidden widths of each gating MLP; ``()`` is the paper's linear
         softmax gate, ``(64, 64)`` a gating MLP of depth 3.
       tower_units: widths of each task tower.
+      cross: tfmtl's default, ``"parallel"``, adds a DCN-v2 cross network's logit beside
+        the experts' (see :class:`~tfmtl.models.base.MultiTaskModel`; with the spec's
+        64 PLE bins it lifted every tabular benchmark data set, docs/training.md);
+        ``None`` is the paper's MMoE.
 
     Example:
 
@@ -35,13 +39,14 @@ class MMoE(MultiTaskModel):
 
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, num_experts: int = 8,
                  expert_units: Sequence[int] = (512, 256), gate_units: Sequence[int] = (),
-                 tower_units: Sequence[int] = (64,), batch_norm: bool = True, dropout: float = 0.0, **kwargs):
+                 tower_units: Sequence[int] = (64,), batch_norm: bool = True, dropout: float = 0.0,
+                 cross: str | None = "parallel", **kwargs):
         check_arguments("MMoE", counts=dict(num_experts=num_experts), units=dict(expert_units=expert_units),
                         optional_units=dict(gate_units=gate_units, tower_units=tower_units),
                         rates=dict(dropout=dropout))
         super().__init__(spec, tasks, num_experts=num_experts, expert_units=list(expert_units),
                          gate_units=list(gate_units), tower_units=list(tower_units), batch_norm=batch_norm,
-                         dropout=dropout, **kwargs)
+                         dropout=dropout, cross=cross, **kwargs)
 
     def task_logits(self, features, num_tasks, *, num_experts, expert_units, gate_units, tower_units, batch_norm,
                     dropout):
