@@ -54,8 +54,8 @@ def census_spec(train: pd.DataFrame, embedding_dim: int = 4, numeric_buckets: in
                 **options: Any) -> FeatureSpec:
     """The census feature spec, vocabularies and statistics fitted on ``train``.
 
-    Width 4 and 32 PLE bins, not the inferred defaults: the published census tables and the census
-    quality test's margins (``bench/results/test_margins.md``) were measured with them.
+    Width 4 and 32 PLE bins, not the inferred defaults: the published census tables were measured at
+    width 4, and the census quality test's margins (``bench/results/test_margins.md``) with 32 bins.
     ``options`` go to :meth:`FeatureSpec.from_dataframe` (e.g. ``numeric_encoding="scalar"``).
     """
     return FeatureSpec.from_dataframe(train, labels=LABELS, categorical=INTEGER_CODED, numeric=NUMERIC,

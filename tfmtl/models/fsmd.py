@@ -21,7 +21,8 @@ from tfmtl.models.registry import register_model
 from tfmtl.models.shared_bottom import SharedBottom
 
 
-def _with_fm(kwargs: dict) -> dict:
+def _paper_body(kwargs: dict) -> dict:
+    """The body's arguments as the paper has it: an FM always, no DCN cross unless asked."""
     fm = kwargs.pop("fm", "shared")
     if fm is None or fm is False:
         raise ValueError("the FSMD family always has an FM: fm must be 'shared' (the paper's) or 'per_task'")
@@ -35,7 +36,7 @@ class Base(SharedBottom):
     (``"shared"``, the paper's, default; or ``"per_task"``)."""
 
     def __init__(self, spec, tasks=None, **kwargs):
-        super().__init__(spec, tasks, **_with_fm(kwargs))
+        super().__init__(spec, tasks, **_paper_body(kwargs))
 
 
 @register_model("fg")
@@ -44,7 +45,7 @@ class FG(MMoE):
     """FSMD's FG: FM + MMoE gates per task. Arguments as :class:`MMoE`."""
 
     def __init__(self, spec, tasks=None, **kwargs):
-        super().__init__(spec, tasks, **_with_fm(kwargs))
+        super().__init__(spec, tasks, **_paper_body(kwargs))
 
 
 @register_model("fs")
@@ -53,7 +54,7 @@ class FS(PLE):
     """FSMD's FS: FM + PLE. Arguments as :class:`PLE`."""
 
     def __init__(self, spec, tasks=None, **kwargs):
-        super().__init__(spec, tasks, **_with_fm(kwargs))
+        super().__init__(spec, tasks, **_paper_body(kwargs))
 
 
 @register_model("fsmd")
