@@ -101,6 +101,10 @@ def test_mmoe_adds_a_parallel_cross_by_default_and_the_paper_presets_do_not(mult
     default = MMoE(spec, **small)
     assert _has_cross(default) and default.get_config()["cross"] == "parallel"
     assert any(layer.name == "cross_plus_deep" for layer in default.layers)
+    assert default.get_layer("cross").num_layers == 3 and default.get_config()["cross_layers"] == 3
+    assert MMoE.from_config(default.get_config()).get_layer("cross").num_layers == 3
+    # Only MMoE's depth was measured; the other models keep the base's 2.
+    assert SharedBottom(spec, cross="parallel", bottom_units=[4]).get_layer("cross").num_layers == 2
     paper = MMoE(spec, cross=None, **small)
     assert not _has_cross(paper) and paper.get_config()["cross"] is None
     assert not _has_cross(FG(spec, **small))  # FSMD's FG: FM + MMoE as its paper has it

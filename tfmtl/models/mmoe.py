@@ -26,6 +26,9 @@ class MMoE(MultiTaskModel):
         the experts' (see :class:`~tfmtl.models.base.MultiTaskModel`; with the spec's
         64 PLE bins it lifted every tabular benchmark data set, docs/training.md);
         ``None`` is the paper's MMoE.
+      cross_layers: depth of that cross network; 3 (the other models' default is 2) lifted
+        census income by 0.0004 over 3 seeds and left the other data sets within 0.0002
+        (docs/training.md).
 
     Example:
 
@@ -40,13 +43,13 @@ class MMoE(MultiTaskModel):
     def __init__(self, spec, tasks: Sequence[str] | None = None, *, num_experts: int = 8,
                  expert_units: Sequence[int] = (512, 256), gate_units: Sequence[int] = (),
                  tower_units: Sequence[int] = (64,), batch_norm: bool = True, dropout: float = 0.0,
-                 cross: str | None = "parallel", **kwargs):
+                 cross: str | None = "parallel", cross_layers: int = 3, **kwargs):
         check_arguments("MMoE", counts=dict(num_experts=num_experts), units=dict(expert_units=expert_units),
                         optional_units=dict(gate_units=gate_units, tower_units=tower_units),
                         rates=dict(dropout=dropout))
         super().__init__(spec, tasks, num_experts=num_experts, expert_units=list(expert_units),
                          gate_units=list(gate_units), tower_units=list(tower_units), batch_norm=batch_norm,
-                         dropout=dropout, cross=cross, **kwargs)
+                         dropout=dropout, cross=cross, cross_layers=cross_layers, **kwargs)
 
     def task_logits(self, features, num_tasks, *, num_experts, expert_units, gate_units, tower_units, batch_norm,
                     dropout):
