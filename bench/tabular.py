@@ -22,6 +22,9 @@ what finished and a re-run skips it. tfmtl trains to convergence as a user's
 ``model.fit`` with :func:`tfmtl.training.convergence_callbacks` does (learning-rate cut
 and early stopping on the tasks' mean validation AUC, best weights restored, cap ``--max-epochs``); LightGBM
 picks ``num_leaves`` from a small grid by validation AUC, each with early stopping.
+
+LightGBM is a benchmark-only dependency, not in tfmtl's requirements: ``.venv/bin/pip install
+lightgbm==4.7.0`` (the version of the published rows), or run ``--methods tfmtl`` without it.
 """
 
 from __future__ import annotations
@@ -118,7 +121,11 @@ def load(name: str) -> dict:
 
 # ---------------------------------------------------------------- methods
 def run_lightgbm(data: dict, seed: int) -> dict:
-    import lightgbm as lgb
+    try:
+        import lightgbm as lgb
+    except ImportError as error:
+        raise SystemExit("bench.tabular: LightGBM is not installed (a benchmark-only dependency): "
+                         "pip install lightgbm==4.7.0, or pass --methods tfmtl") from error
     from sklearn.metrics import roc_auc_score
 
     from tfmtl.features import FeatureSpec
