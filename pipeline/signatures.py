@@ -10,7 +10,10 @@ between the two.
 Two more signatures serve the Evaluator, which reads the ExampleGen's examples
 as they are (serialized ``tf.Example`` in the raw schema's types, labels included):
 
-- ``eval_tf_example``: ``examples`` -> the model outputs (``[batch]`` float32).
+- ``eval_tf_example``: ``examples`` -> the model outputs (``[batch]`` float32), clipped to
+  ``[EVAL_EPSILON, 1 - EVAL_EPSILON]`` as Keras' binary cross-entropy clips them: TFMA's
+  ``BinaryCrossEntropy`` takes ``log(1 - p)`` unclipped, so one prediction of exactly 1.0 (a
+  saturated float32 sigmoid, which the full census demo has) made the task's loss NaN.
 - ``eval_features``: ``examples`` -> the labels (0/1 from the Transform graph) and
   the categorical features as clean raw values (leading spaces dropped), which
   TFMA reads for labels and slices (its ``preprocessing_function_names``).
@@ -28,6 +31,7 @@ from tfmtl.features import CategoricalFeature, FeatureSpec
 
 EVAL_SIGNATURE = "eval_tf_example"
 EVAL_FEATURES_SIGNATURE = "eval_features"
+EVAL_EPSILON = 1e-7  # Keras' backend epsilon, the clip of its binary cross-entropy
 
 RawFeatureSpec = Mapping[str, tf.io.FixedLenFeature | tf.io.VarLenFeature]
 
@@ -56,7 +60,7 @@ def eval_signatures(model: tf.keras.Model, tft_layer, spec: FeatureSpec, raw_fea
     @tf.function(input_signature=[examples])
     def eval_tf_example(serialized):
         transformed = tft_layer(tf.io.parse_example(serialized, feature_spec))
-        return {name: tf.reshape(tf.cast(value, tf.float32), [-1])
+        return {name: tf.clip_by_value(tf.reshape(tf.cast(value, tf.float32), [-1]), EVAL_EPSILON, 1 - EVAL_EPSILON)
                 for name, value in _predict(model, transformed, encoded).items()}
 
     @tf.function(input_signature=[examples])

@@ -36,8 +36,8 @@ class RunSummary:
         return next((c for c in self.components if c.component == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON: a metric TFMA could not compute as a finite number (e.g. TFMA's
-        binary cross-entropy is NaN once a prediction is exactly 0 or 1) is ``None``."""
+        """Plain data for JSON: a metric TFMA could not compute as a finite number is ``None`` (its
+        binary cross-entropy of an exact 0 or 1 was one, before ``eval_tf_example`` clipped them)."""
         data = dataclasses.asdict(self)
         data["metrics"] = {output: {name: value if math.isfinite(value) else None for name, value in metrics.items()}
                            for output, metrics in self.metrics.items()}

@@ -83,6 +83,28 @@ def test_serving_signatures_match_the_trained_model(trained, transform_output, c
         np.testing.assert_allclose(from_examples[task].numpy(), expected[task], atol=1e-5)
 
 
+def test_the_eval_signature_keeps_tfma_cross_entropy_finite_for_saturated_predictions(trained, transform_output):
+    """A prediction of exactly 0 or 1 reaches TFMA clipped as Keras' loss clips it, not as a NaN loss."""
+    import tensorflow_transform as tft
+
+    from pipeline import signatures
+
+    tft_output = tft.TFTransformOutput(transform_output.transform_graph)
+    model = keras.models.load_model(os.path.join(trained.model_run_dir, trainer.KERAS_MODEL_FILE))
+    examples = tf.constant(serialize(transform_output.eval))
+    for saturate in (tf.ones_like, tf.zeros_like):
+        def saturated(inputs, training=False, saturate=saturate):
+            return {name: saturate(value) for name, value in model(inputs, training=training).items()}
+
+        fn = signatures.eval_signatures(saturated, tft_output.transform_features_layer(), transform_output.spec,
+                                        tft_output.raw_feature_spec(), encoded_names(transform_output.spec))
+        for task, value in fn[EVAL_SIGNATURE](examples=examples).items():
+            p = value.numpy()
+            assert np.all((p > 0) & (p < 1)), task
+            for label in (0.0, 1.0):  # TFMA's per-example binary cross-entropy, unclipped
+                assert np.all(np.isfinite(-(label * np.log(p) + (1 - label) * np.log(1 - p)))), task
+
+
 def test_eval_features_give_labels_and_clean_slices(trained, transform_output, clean_eval):
     spec = transform_output.spec
     loaded = tf.saved_model.load(trained.serving_model_dir)
