@@ -308,8 +308,8 @@ def markdown(results: dict, rows: list[dict]) -> str:
              "point-mass-aware bins, batch 128, patience 2 at a fixed learning rate), "
              "[tabular_v3.md](tabular_v3.md) (without the weight average, on val_loss), "
              "[tabular_v4.md](tabular_v4.md) (on val_loss, 32 bins, no DCN), [tabular_v5.md](tabular_v5.md) "
-             "(on val_auc, 32 bins, no DCN) and [tabular_v6.md](tabular_v6.md) (64 bins, MMoE's cross with 2 "
-             "layers).",
+             "(on val_auc, 32 bins, no DCN), [tabular_v6.md](tabular_v6.md) (64 bins, MMoE's cross with 2 "
+             "layers) and [tabular_v7.md](tabular_v7.md) (MMoE's experts of (512, 256)).",
              *([results["note"], ""] if results.get("note") else [""]),
              "| data set | task | method | encoding | DCN | seeds | test AUC | gap to LightGBM | best of run | "
              "seconds | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -103,6 +103,8 @@ def test_mmoe_adds_a_parallel_cross_by_default_and_the_paper_presets_do_not(mult
     assert any(layer.name == "cross_plus_deep" for layer in default.layers)
     assert default.get_layer("cross").num_layers == 3 and default.get_config()["cross_layers"] == 3
     assert MMoE.from_config(default.get_config()).get_layer("cross").num_layers == 3
+    assert list(MMoE(spec).get_config()["expert_units"]) == [256, 128]
+    assert list(FG(spec).get_config()["expert_units"]) == [512, 256]  # the FSMD paper's DNN
     # Only MMoE's depth was measured; the other models keep the base's 2.
     assert SharedBottom(spec, cross="parallel", bottom_units=[4]).get_layer("cross").num_layers == 2
     paper = MMoE(spec, cross=None, **small)

@@ -20,6 +20,8 @@ from tfmtl.models.ple import PLE
 from tfmtl.models.registry import register_model
 from tfmtl.models.shared_bottom import SharedBottom
 
+PAPER_EXPERT_UNITS = (512, 256)  # the FSMD paper's DNN (Table I)
+
 
 def _paper_body(kwargs: dict) -> dict:
     """The body's arguments as the paper has it: an FM always, no DCN cross unless asked."""
@@ -42,10 +44,11 @@ class Base(SharedBottom):
 @register_model("fg")
 @register
 class FG(MMoE):
-    """FSMD's FG: FM + MMoE gates per task. Arguments as :class:`MMoE`."""
+    """FSMD's FG: FM + MMoE gates per task. Arguments as :class:`MMoE`, with the paper's experts of
+    (512, 256) by default (MMoE's own default is smaller)."""
 
     def __init__(self, spec, tasks=None, **kwargs):
-        super().__init__(spec, tasks, **_paper_body(kwargs))
+        super().__init__(spec, tasks, **{"expert_units": PAPER_EXPERT_UNITS, **_paper_body(kwargs)})
 
 
 @register_model("fs")
