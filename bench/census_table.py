@@ -31,6 +31,7 @@ from bench import _report
 from tfmtl.compat import keras
 from tfmtl.datasets import census
 from tfmtl.models import build_model
+from tfmtl.models.fsmd import PAPER_EXPERT_UNITS
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASKS = ["income_50k", "never_married"]
@@ -41,7 +42,7 @@ PAPER = {
 }
 LABELS = {"single_task": "Single-Task", "shared_bottom": "Shared-Bottom", "mmoe": "MMoE", "ple": "PLE",
           "base": "Base", "fg": "FG", "fs": "FS", "deepfm": "DeepFM"}
-DNN = [512, 256]
+DNN = list(PAPER_EXPERT_UNITS)
 # Table I: embedding 4, DNN (512, 256), batch norm; experts use the DNN widths.
 PAPER_MODELS = {
     "single_task": dict(units=DNN),
