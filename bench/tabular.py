@@ -120,7 +120,8 @@ def load(name: str) -> dict:
 
 
 # ---------------------------------------------------------------- methods
-def run_lightgbm(data: dict, seed: int) -> dict:
+def run_lightgbm(data: dict, seed: int, keep_predictions: bool = False) -> dict:
+    """``keep_predictions``: also return ``test_predictions`` ``{label: (labels, scores)}`` (bench.paired_auc)."""
     try:
         import lightgbm as lgb
     except ImportError as error:
@@ -145,7 +146,7 @@ def run_lightgbm(data: dict, seed: int) -> dict:
         return out
 
     x = {part: frame(data[part]) for part in ("train", "validation", "test")}
-    aucs, start, chosen = {}, time.perf_counter(), {}
+    aucs, start, chosen, kept = {}, time.perf_counter(), {}, {}
     for label in spec.labels:
         y = {part: spec.label_array(data[part], label.name).ravel() for part in x}
         best = None
@@ -158,15 +159,18 @@ def run_lightgbm(data: dict, seed: int) -> dict:
             valid = roc_auc_score(y["validation"], model.predict_proba(x["validation"])[:, 1])
             if best is None or valid > best[0]:
                 best = (valid, leaves, model)
-        aucs[label.name] = float(roc_auc_score(y["test"], best[2].predict_proba(x["test"])[:, 1]))
+        scores = best[2].predict_proba(x["test"])[:, 1]
+        aucs[label.name] = float(roc_auc_score(y["test"], scores))
         chosen[label.name] = {"num_leaves": best[1], "trees": int(best[2].best_iteration_)}
+        kept[label.name] = (y["test"], scores)
     return {"auc": aucs, "seconds": time.perf_counter() - start, "settings": chosen,
-            "version": lgb.__version__}
+            "version": lgb.__version__, **({"test_predictions": kept} if keep_predictions else {})}
 
 
 def run_tfmtl(data: dict, seed: int, encoding: str, cross: str, max_epochs: int, model_name: str,
-              batch_size: int | None = None) -> dict:
-    """``batch_size=None`` is what a user gets from ``model.fit(df)`` without one."""
+              batch_size: int | None = None, keep_predictions: bool = False) -> dict:
+    """``batch_size=None`` is what a user gets from ``model.fit(df)`` without one; ``keep_predictions`` as
+    :func:`run_lightgbm`."""
     from sklearn.metrics import roc_auc_score
 
     from tfmtl._keras import keras
@@ -189,14 +193,16 @@ def run_tfmtl(data: dict, seed: int, encoding: str, cross: str, max_epochs: int,
     seconds = time.perf_counter() - start
     epochs = len(history.history["val_loss"])
     predictions = model.predict(data["test"], verbose=0)
-    aucs = {label: float(roc_auc_score(spec.label_array(data["test"], label).ravel(), predictions[output].ravel()))
+    kept = {label: (spec.label_array(data["test"], label).ravel(), np.asarray(predictions[output]).ravel())
             for output, label in model.label_map.items()}
+    aucs = {label: float(roc_auc_score(labels, scores)) for label, (labels, scores) in kept.items()}
     numeric_bins = max((len(f.edges) - 1 for f in spec.embedded_numeric if f.edges), default=0)
     return {"auc": aucs, "seconds": seconds, "epochs": epochs, "best_epoch": best_epoch(history.history, monitor),
             "params": int(model.count_params()), "batch_size": batch_size or DEFAULT_BATCH_SIZE,
             "embedding_dim": spec.embedding_dim, "max_numeric_bins": numeric_bins,
             "dropout": model.get_config().get("dropout"), "lr_cuts": len(set(history.history["lr"])) - 1,
-            "weight_averaging": averaging, "monitor": monitor}
+            "weight_averaging": averaging, "monitor": monitor,
+            **({"test_predictions": kept} if keep_predictions else {})}
 
 
 # ----------------------------------------------------------------- runner
