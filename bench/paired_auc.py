@@ -38,7 +38,7 @@ def compare(dataset: str, tfmtl_seed: int, lightgbm_seeds: list[int], max_epochs
 
     data = tabular.load(dataset)
     model = "mmoe"
-    ours = tabular.run_tfmtl(data, tfmtl_seed, DEFAULT_NUMERIC_ENCODING, tabular._default_cross(model), max_epochs,
+    ours = tabular.run_tfmtl(data, tfmtl_seed, DEFAULT_NUMERIC_ENCODING, tabular.default_cross(model), max_epochs,
                              model, keep_predictions=True)
     rows = []
     for seed in lightgbm_seeds:
