@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
 
 def _placements(positives: np.ndarray, negatives: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -72,14 +72,8 @@ def paired_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np
     aucs, cov = delong_auc(labels, scores_a, scores_b)
     difference = float(aucs[0] - aucs[1])
     se = math.sqrt(max(cov[0, 0] + cov[1, 1] - 2.0 * cov[0, 1], 0.0))
-    z = _normal_quantile(0.5 + level / 2.0)
+    z = float(norm.ppf(0.5 + level / 2.0))
     p = 1.0 if se == 0.0 else math.erfc(abs(difference) / se / math.sqrt(2.0))
     return {"auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "se_a": math.sqrt(cov[0, 0]),
             "se_b": math.sqrt(cov[1, 1]), "difference": difference, "se": se, "ci_low": difference - z * se,
             "ci_high": difference + z * se, "p": p}
-
-
-def _normal_quantile(q: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.ppf(q))

@@ -103,17 +103,14 @@ def main(argv=None) -> None:
     if args.report_only:
         with open(args.out + ".json") as f:
             results = json.load(f)
-    else:
-        command = " ".join(["python -m bench.paired_auc", *(sys.argv[1:] if argv is None else argv)])
-        results = {"meta": {"command": command,
-                            "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpu_count": os.cpu_count(),
-                            "load_start": os.getloadavg()[0]}, "rows": []}
-        for dataset in args.datasets:
-            rows = compare(dataset, args.tfmtl_seed, args.lightgbm_seeds, args.max_epochs)
-            results["rows"] += rows
-            save_report(args.out, results, markdown(results))  # each finished data set is kept
+        save_report(args.out, results, markdown(results))
         return
-    save_report(args.out, results, markdown(results))
+    command = " ".join(["python -m bench.paired_auc", *(sys.argv[1:] if argv is None else argv)])
+    results = {"meta": {"command": command, "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+                        "cpu_count": os.cpu_count(), "load_start": os.getloadavg()[0]}, "rows": []}
+    for dataset in args.datasets:
+        results["rows"] += compare(dataset, args.tfmtl_seed, args.lightgbm_seeds, args.max_epochs)
+        save_report(args.out, results, markdown(results))  # each finished data set is kept
 
 
 if __name__ == "__main__":
