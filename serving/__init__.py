@@ -10,9 +10,10 @@ it serves anything TF Serving serves: ``python -m serving --model_name=census
 - :mod:`serving.manager`: version discovery, polling, hot swap, labels, status.
 - :mod:`serving.batching`: server-side request batching.
 - :mod:`serving.codec`, :mod:`serving.examples`: JSON <-> tensors / tf.Examples.
-- :mod:`serving.service`: status, metadata, predict, classify, regress.
+- :mod:`serving.service`: the typed core under both transports: status, metadata, predict, classify,
+  regress and multi-inference on arrays and serialized examples, in TF Serving's words.
+- :mod:`serving.rest` (JSON) and :mod:`serving.grpc_server` (protos): the two codecs over it.
 - :mod:`serving.urls`, :mod:`serving.limits`, :mod:`serving.app`, :mod:`serving.net`: the REST layer.
-- :mod:`serving.grpc_server`: TF Serving's gRPC PredictionService and ModelService.
 - :mod:`serving.cli`: the ``python -m serving`` entry point.
 - :mod:`serving.client`: a small HTTP client (needs only httpx, not TensorFlow).
 

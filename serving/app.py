@@ -39,6 +39,7 @@ from serving.errors import DeadlineExceeded, Internal, InvalidArgument, PayloadT
 from serving.limits import ConcurrencyLimiter
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE, ServingMetrics
+from serving.rest import RestApi
 from serving.service import PredictionService
 
 logger = logging.getLogger(__name__)
@@ -53,16 +54,18 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
                metrics: ServingMetrics | None = None, worker_threads: int = 0,
-               timeout_ms: int = 0, metrics_path: str = METRICS_PATH) -> Starlette:
+               timeout_ms: int = 0, metrics_path: str = METRICS_PATH, method_name_check: bool = False) -> Starlette:
     """Build the app. Its lifespan starts the manager (loading models) and stops it on shutdown.
 
     ``worker_threads`` > 0 sizes the thread pool that runs the models (default 40).
     ``timeout_ms`` > 0 answers an inference request that takes longer 504 (``--rest_api_timeout_in_ms``);
     the model call itself cannot be interrupted and finishes in its thread.
+    ``method_name_check``: ``--enable_signature_method_name_check`` (see :class:`PredictionService`).
     """
     metrics = metrics or ServingMetrics()
     manager.add_listener(metrics.on_model_event)
-    service = PredictionService(manager, batching=batching, metrics=metrics)
+    service = PredictionService(manager, batching=batching, metrics=metrics, method_name_check=method_name_check)
+    rest = RestApi(service)
     limiter = ConcurrencyLimiter(max_concurrent_requests)
     workers = _Workers(worker_threads if worker_threads > 0 else DEFAULT_WORKER_THREADS)
 
@@ -97,12 +100,12 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
         if path.endpoint in (urls.STATUS, urls.METADATA):
             if method != "GET":
                 raise urls.malformed(method, shown_path)
-            return service.status(path) if path.endpoint == urls.STATUS else service.metadata(path)
+            return rest.status(path) if path.endpoint == urls.STATUS else rest.metadata(path)
         if path.endpoint not in urls.INFERENCE_VERBS or method != "POST":
             raise urls.malformed(method, shown_path)
         raw = await read_body(headers.get("content-length"), body, max_request_bytes)
         encoding = headers.get("content-encoding", "")
-        operation = getattr(service, path.endpoint)
+        operation = getattr(rest, path.endpoint)
         with limiter.slot():
             # Decoding, the model call and encoding all run in one worker thread: a large body
             # never blocks the event loop. A plain executor hop costs less than anyio's to_thread.
@@ -144,6 +147,7 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
     )
     app.state.manager = manager
     app.state.service = service
+    app.state.rest = rest
     app.state.limiter = limiter
     app.state.metrics = metrics
     return app

@@ -28,9 +28,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 
-from serving.config import ConfigError
+from serving.config import ConfigError, parse_text_proto
 from serving.errors import Internal, InvalidArgument, ResourceExhausted, ServingError
 
 logger = logging.getLogger(__name__)
@@ -104,11 +104,7 @@ def _batching_parameters_class():
 
 def parse_batching_parameters(text: str, *, source: str = "<string>") -> BatchingOptions:
     """A text-format ``BatchingParameters`` proto -> BatchingOptions (unset fields keep the defaults)."""
-    params = _batching_parameters_class()()
-    try:
-        text_format.Parse(text, params)
-    except text_format.ParseError as e:
-        raise ConfigError(f"{source}: not a valid BatchingParameters text proto: {e}") from e
+    params = parse_text_proto(text, _batching_parameters_class()(), source=source)
     if params.pad_variable_length_inputs:
         raise ConfigError(f"{source}: pad_variable_length_inputs is not supported")
     values = {name: getattr(params, name).value for name in _WRAPPED

@@ -48,9 +48,36 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text-format BatchingParameters (max_batch_size, batch_timeout_micros, ...)")
     models.add_argument("--saved_model_tags", default="serve",
                         help="comma-separated tags of the MetaGraph to load (default: %(default)s)")
+    models.add_argument("--prefer_tflite_model", **_BOOL, default=False,
+                        help="serve model.tflite (with tf.lite.Interpreter) from a version directory that has one, "
+                             "the SavedModel from one that has not (default: %(default)s)")
+    models.add_argument("--num_tflite_pools", type=int, default=0,
+                        help="TF Lite interpreters running at once per model version; 0 (default): the schedulable "
+                             "CPUs, as TF Serving")
+    models.add_argument("--use_tflite_model", **_BOOL, default=False,
+                        help="TF Serving's older flag: serve model.tflite only; a version directory without one is "
+                             "not loaded (default: %(default)s)")
     models.add_argument("--monitoring_config_file", default="",
                         help="text-format MonitoringConfig; prometheus_config { enable: true path: ... } serves "
                              "metrics under TF Serving's names at that path")
+    grpc_group = parser.add_argument_group("gRPC server (TF Serving flags)")
+    grpc_group.add_argument("--grpc_socket_path", default="",
+                            help="also serve the gRPC API on this Unix domain socket")
+    grpc_group.add_argument("--grpc_channel_arguments", default="",
+                            help="comma-separated key=value grpc server arguments, e.g. "
+                                 "grpc.max_connection_age_ms=2000 (integers are passed as integers)")
+    grpc_group.add_argument("--grpc_max_threads", type=int, default=0,
+                            help="threads running gRPC calls; 0 keeps the default (16)")
+    grpc_group.add_argument("--enable_serialization_as_tensor_content", **_BOOL, default=False,
+                            help="write Predict outputs into tensor_content instead of the typed value fields "
+                                 "(float_val, ...) (default: %(default)s, as TF Serving)")
+    models.add_argument("--enable_signature_method_name_check", **_BOOL, default=False,
+                        help="refuse a signature whose method_name is not the API's (classify, regress, predict); "
+                             "off by default, as TF Serving, so TF2 SavedModels answer Classify and Regress")
+    grpc_group.add_argument("--enable_profiler", **_BOOL, default=True,
+                            help="serve TensorFlow's profiler service (TensorBoard's capture profile) on the gRPC "
+                                 "port (default: %(default)s, as TF Serving)")
+    parser.add_argument("--version", action="store_true", help="print the server's and TensorFlow's versions, exit")
     tf_serving = parser.add_argument_group(
         "other tensorflow_model_server flags (accepted so launch scripts run; tuning of TF Serving's C++ "
         "runtime with no effect here)")
@@ -61,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         tf_serving.add_argument(f"--{flag}", default=None, help=argparse.SUPPRESS)
     for flag in _ACCEPTED_BOOL_FLAGS:
         tf_serving.add_argument(f"--{flag}", **_BOOL, default=None, help=argparse.SUPPRESS)
+    for flag in _REFUSED_FLAGS:
+        tf_serving.add_argument(f"--{flag}", **(_BOOL if flag != "ssl_config_file" else {}), default=None,
+                                help=argparse.SUPPRESS)
     rest = parser.add_argument_group("REST server")
     rest.add_argument("--rest_api_port", type=int, default=8501,
                       help="port to listen on; 0 picks a free port (default: %(default)s)")
@@ -85,15 +115,25 @@ def build_parser() -> argparse.ArgumentParser:
 # absl flags that tune TF Serving's C++ runtime: accepted (launch scripts pass them), not used.
 _ACCEPTED_TUNING_FLAGS = (
     "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
-    "per_process_gpu_memory_fraction", "grpc_channel_arguments", "grpc_max_threads", "num_load_threads",
-    "num_unload_threads", "max_num_load_retries", "load_retry_interval_micros", "thread_pool_factory_config_file",
-    "grpc_socket_path", "mixed_precision",
+    "per_process_gpu_memory_fraction", "num_load_threads", "num_unload_threads", "max_num_load_retries",
+    "load_retry_interval_micros", "thread_pool_factory_config_file", "mixed_precision",
+    "num_request_iterations_for_warmup", "platform_config_file", "tensorflow_session_config_file",
+    "num_tflite_interpreters_per_pool",
 )
 _ACCEPTED_BOOL_FLAGS = (
     "allow_version_labels_for_unavailable_models", "flush_filesystem_caches", "xla_cpu_compilation_enabled",
-    "enable_signature_method_name_check", "remove_unused_fields_from_bundle_metagraph", "skip_initialize_tpu",
-    "rest_api_enable_cors_support", "use_tflite_model", "prefer_tflite_model", "enable_profiler",
+    "xla_gpu_compilation_enabled", "remove_unused_fields_from_bundle_metagraph", "skip_initialize_tpu",
+    "rest_api_enable_cors_support",
+    "enable_per_model_batching_parameters",
 )
+# TF Serving flags whose feature this server lacks and that a client would notice: refused when set, naming
+# the flag, instead of serving without TLS or without the health service the operator asked for.
+_REFUSED_FLAGS = {
+    "ssl_config_file": "TLS is not supported; terminate TLS in front of the server (a proxy or a service mesh)",
+    "use_alts_credentials": "ALTS is not supported",
+    "enable_grpc_healthcheck_service": "the grpc.health.v1 service is not served; probe GetModelStatus or "
+                                       "GET /v1/models/<name> instead",
+}
 
 
 def _bool(text: str) -> bool:
@@ -131,23 +171,35 @@ def build_app(args: argparse.Namespace):
     from serving.batching import load_batching_parameters
     from serving.manager import ModelManager
     from serving.metrics import ServingMetrics, load_monitoring_config
-    from serving.servable import Servable
+    from serving.servable import TFLITE_OFF, TFLITE_ONLY, TFLITE_PREFER
+    from serving.tflite import load_version
 
-    if args.model_config_file and args.model_base_path:
-        raise config_lib.ConfigError("give either --model_config_file or --model_base_path, not both")
-    if args.model_config_file:
-        server_config = config_lib.load_model_server_config(args.model_config_file)
-    elif args.model_base_path:
-        server_config = config_lib.single_model_config(args.model_name, args.model_base_path)
-    else:
-        raise config_lib.ConfigError("nothing to serve: give --model_base_path or --model_config_file")
-    batching = load_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
+    for flag, reason in _REFUSED_FLAGS.items():
+        if getattr(args, flag):
+            raise config_lib.ConfigError(f"--{flag}: {reason}")
+    # TF Serving's checks and words (server.cc, Server::BuildAndStart).
+    if not args.model_config_file and not args.model_base_path:
+        raise config_lib.ConfigError("Both server_options.model_base_path and server_options.model_config_file are "
+                                     "empty! (give --model_base_path or --model_config_file)")
+    if args.num_tflite_pools < 0:
+        raise config_lib.ConfigError(f"--num_tflite_pools must be >= 0, got {args.num_tflite_pools}")
     if args.batching_parameters_file and not args.enable_batching:
-        logger.warning("--batching_parameters_file is ignored without --enable_batching")
+        raise config_lib.ConfigError("server_options.batching_parameters_file is set without setting "
+                                     "server_options.enable_batching to true.")
+    if args.model_config_file:
+        if args.model_base_path:  # as TF Serving: the config file wins
+            logger.warning("--model_base_path is ignored: --model_config_file is given")
+        server_config = config_lib.load_model_server_config(args.model_config_file)
+    else:
+        server_config = config_lib.single_model_config(args.model_name, args.model_base_path)
+    batching = load_batching_parameters(args.batching_parameters_file) if args.enable_batching else None
     tags = [t.strip() for t in args.saved_model_tags.split(",") if t.strip()]
+    tflite = TFLITE_ONLY if args.use_tflite_model else TFLITE_PREFER if args.prefer_tflite_model else TFLITE_OFF
     manager = ModelManager(server_config, poll_wait_seconds=args.file_system_poll_wait_seconds,
                            enable_warmup=args.enable_model_warmup,
-                           loader=functools.partial(Servable.load, tags=tags))
+                           loader=functools.partial(load_version, tags=tags, tflite=tflite,
+                                                    pool_size=args.num_tflite_pools or None),
+                           tflite=tflite)
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         manager.watch_config(lambda: config_lib.load_model_server_config(args.model_config_file),
                              args.model_config_file_poll_wait_seconds)
@@ -157,7 +209,8 @@ def build_app(args: argparse.Namespace):
     return create_app(manager, batching=batching, max_request_bytes=args.max_request_bytes,
                       max_concurrent_requests=args.max_concurrent_requests,
                       worker_threads=args.rest_api_num_threads, timeout_ms=args.rest_api_timeout_in_ms,
-                      metrics=ServingMetrics(tf_serving_names=tf_serving_names), metrics_path=metrics_path)
+                      metrics=ServingMetrics(tf_serving_names=tf_serving_names), metrics_path=metrics_path,
+                      method_name_check=args.enable_signature_method_name_check)
 
 
 _IMPORT_NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory: Attempting to register factory")
@@ -192,38 +245,64 @@ def _quiet_start_up() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m serving`` (and the ``serving.cli:main`` console script)."""
+    """Entry point of ``python -m serving`` (and the ``serving.cli:main`` console script).
+
+    The start-up order is TF Serving's (server.cc): the models load first, and only once every
+    configured model serves a version do the gRPC port (and socket) and then the REST port open, so
+    a client that connects the moment a port accepts finds its model.
+    """
     args = parse_args(argv)
+    if args.version:
+        print(version_text())
+        return 0
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _quiet_start_up()
 
     import uvicorn
 
     from serving.config import ConfigError
+    from serving.errors import ServingError
+    from serving.grpc_server import parse_channel_arguments, start_grpc_server
     from serving.net import http_protocol, listen_socket
 
     try:
         app = build_app(args)
-    except ConfigError as e:
+        channel_arguments = parse_channel_arguments(args.grpc_channel_arguments)
+    except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    manager = app.state.manager
+    # Bind (not listen) first, so a port in use fails at once instead of after the models load.
     try:
         sock = listen_socket(args.rest_api_host, args.rest_api_port)
     except OSError as e:
         print(f"error: cannot listen on {args.rest_api_host}:{args.rest_api_port}: {e}", file=sys.stderr)
         return 2
+    try:
+        manager.start()  # loads the versions on disk; the lifespan's start is then a no-op
+        manager.wait_until_available()
+    except ServingError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        manager.stop()
+        sock.close()
+        return 1
     grpc_server = None
-    if args.port >= 0:
-        from serving.grpc_server import start_grpc_server
-
+    if args.port >= 0 or args.grpc_socket_path:
         try:
-            grpc_server, grpc_port = start_grpc_server(app.state.manager, app.state.service, args.rest_api_host,
-                                                       args.port)
+            grpc_server, grpc_port = start_grpc_server(
+                manager, app.state.service, args.rest_api_host, args.port, socket_path=args.grpc_socket_path,
+                max_workers=args.grpc_max_threads or 16, channel_arguments=channel_arguments,
+                tensor_content=args.enable_serialization_as_tensor_content, enable_profiler=args.enable_profiler)
         except OSError as e:
             print(f"error: gRPC: {e}", file=sys.stderr)
+            manager.stop()
             sock.close()
             return 2
-        logger.info("gRPC API at %s:%d (PredictionService, ModelService)", args.rest_api_host, grpc_port)
+        services = "PredictionService, ModelService" + (", ProfilerService" if args.enable_profiler else "")
+        if args.port >= 0:
+            logger.info("gRPC API at %s:%d (%s)", args.rest_api_host, grpc_port, services)
+        if args.grpc_socket_path:
+            logger.info("gRPC API at unix:%s (%s)", args.grpc_socket_path, services)
     host, port = sock.getsockname()[:2]
     logger.info("REST API at http://%s:%d/v1/models/... (metrics at /monitoring/prometheus/metrics)",
                 host if ":" not in host else f"[{host}]", port)
@@ -236,6 +315,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if grpc_server is not None:
             grpc_server.stop(args.graceful_shutdown_seconds).wait()
     return 0 if server.started else 1
+
+
+def version_text() -> str:
+    """``--version``: the server's and TensorFlow's versions, in TF Serving's two lines."""
+    from importlib import metadata
+
+    try:
+        ours = metadata.version("tfmtl")
+    except metadata.PackageNotFoundError:
+        ours = "unknown"
+    try:
+        tf_version = metadata.version("tensorflow")
+    except metadata.PackageNotFoundError:
+        tf_version = "not installed"
+    return f"TensorFlow ModelServer: tfmtl-serving {ours}\nTensorFlow Library: {tf_version}"
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def to_array(value: Any, spec: TensorInfo, path: str) -> np.ndarray:
         if array is not None:
             return array
     leaves: list = []
-    shape = _walk(value, path, kind, leaves)
+    shape = _walk_input(value, path, spec, leaves)
     return _to_array(leaves, shape, spec, path)
 
 
@@ -186,7 +186,7 @@ def _stack_rows(values: list, path_template: str, spec: TensorInfo) -> np.ndarra
     first_shape = None
     for i, value in enumerate(values):
         path = path_template.format(i)
-        shape = _walk(value, path, kind, leaves)
+        shape = _walk_input(value, path, spec, leaves)
         if first_shape is None:
             first_shape = shape
         elif shape != first_shape:
@@ -231,24 +231,74 @@ def _walk(value: Any, path: str, kind: str, leaves: list) -> tuple[int, ...]:
     return ()
 
 
+class _WrongType(Exception):
+    """A JSON leaf of the wrong type; the caller, which knows the input's dtype, words the error."""
+
+    def __init__(self, value: Any, path: str, expected: str):
+        super().__init__(path)
+        self.value, self.path, self.expected = value, path, expected
+
+    def error(self, spec: TensorInfo) -> InvalidArgument:
+        # TF Serving's words (json_tensor.cc, TypeError), then where the value is and what it should be.
+        return InvalidArgument(f"JSON Value: {_debug_json(self.value)} Type: {_rapidjson_type(self.value)} is not of "
+                               f"expected type: {_tf_type_name(spec)} ({self.path} of input {spec.key!r} must be "
+                               f"{self.expected})")
+
+
 def _leaf(value: Any, path: str, kind: str) -> Any:
     if kind == "string":
         if isinstance(value, str):
             return value.encode("utf-8")
         if isinstance(value, dict) and is_b64(value):
             return decode_b64(value["b64"], path)
-        raise InvalidArgument(f"{path} must be a string or {{\"b64\": ...}}, got {json_type(value)}")
+        raise _WrongType(value, path, 'a string or {"b64": ...}')
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        raise InvalidArgument(f"{path} must be true or false, got {json_type(value)}")
+        raise _WrongType(value, path, "true or false")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(f"{path} must be a number, got {json_type(value)}")
+        raise _WrongType(value, path, "a number")
     if kind == "int" and isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
-            raise InvalidArgument(f"{path} must be an integer, got {value}")
+            raise _WrongType(value, path, "an integer")
         return int(value)
     return value
+
+
+def _walk_input(value: Any, path: str, spec: TensorInfo, leaves: list) -> tuple[int, ...]:
+    try:
+        return _walk(value, path, _kind(spec), leaves)
+    except _WrongType as e:
+        raise e.error(spec) from None
+
+
+_MAX_DEBUG_JSON_CHARS = 200  # TF Serving truncates its debug string too (kMaxJsonDebugStringBytes)
+
+
+def _debug_json(value: Any) -> str:
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= _MAX_DEBUG_JSON_CHARS else text[:_MAX_DEBUG_JSON_CHARS] + "..."
+
+
+def _rapidjson_type(value: Any) -> str:
+    """The JSON type as TF Serving's rapidjson names it."""
+    if value is None:
+        return "Null"
+    if value is True or value is False:
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return "Number"
+    if isinstance(value, str):
+        return "String"
+    return "Array" if isinstance(value, list) else "Object"
+
+
+def _tf_type_name(spec: TensorInfo) -> str:
+    """The dtype as TensorFlow's DataTypeString spells it: float, double, int64, string, bool, ..."""
+    return spec.dtype_name.removeprefix("DT_").lower()
 
 
 def _to_array(leaves: list, shape: tuple[int, ...], spec: TensorInfo, path: str) -> np.ndarray:

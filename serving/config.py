@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable
 
 from google.protobuf import text_format
+from google.protobuf.message import Message
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
@@ -41,13 +42,24 @@ def is_valid_name(name: str) -> bool:
     return bool(_NAME_RE.match(name)) and name not in (".", "..")
 
 
+def parse_text_proto(text: str, message: Message, *, source: str = "<string>") -> Message:
+    """Parse a text-format proto into ``message``, failing in TF Serving's words.
+
+    TF Serving's protobuf parser logs "Error parsing text-format <type>: <line>:<column>: <problem>"
+    and its ParseProtoTextFile fails with "Invalid protobuf file: '<file>'"; operators and tests
+    match on both, so the message holds both, in that order.
+    """
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        raise ConfigError(f"Error parsing text-format {message.DESCRIPTOR.full_name}: {e}. "
+                          f"Invalid protobuf file: '{source}'") from e
+    return message
+
+
 def parse_model_server_config(text: str, *, source: str = "<string>") -> ModelServerConfig:
     """Parse and validate a text-format ``ModelServerConfig``."""
-    config = ModelServerConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as e:
-        raise ConfigError(f"{source}: not a valid ModelServerConfig text proto: {e}") from e
+    config = parse_text_proto(text, ModelServerConfig(), source=source)
     validate(config, source=source)
     return config
 
@@ -58,7 +70,8 @@ def load_model_server_config(path: str) -> ModelServerConfig:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
-        raise ConfigError(f"cannot read model config file {path!r}: {e}") from e
+        # TensorFlow's file-system words first ("<file>; No such file or directory"), as TF Serving reports them.
+        raise ConfigError(f"{path}; {e.strerror or e} (cannot read model config file {path!r})") from e
     return parse_model_server_config(text, source=path)
 
 

@@ -79,6 +79,10 @@ class ResourceExhausted(ServingError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class FailedPrecondition(ServingError):
+    code = "FAILED_PRECONDITION"
+
+
 class Unavailable(ServingError):
     code = "UNAVAILABLE"
 

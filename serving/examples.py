@@ -122,29 +122,50 @@ def serialized_examples(request_input: input_pb2.Input) -> list[bytes]:
 # --------------------------------------------------------------------------- running
 
 
-def check_classify_signature(signature: Signature) -> None:
-    """The same contract as TF Serving: method classify, input 'inputs', outputs classes and/or scores."""
-    _check_method(signature, CLASSIFY_METHOD, "classify")
+def check_classify_signature(signature: Signature, *, method_name_check: bool = False) -> None:
+    """TF Serving's checks of a classification signature (classifier.cc, PreProcessClassification), in its words.
+
+    The method name is checked only with ``method_name_check`` (``--enable_signature_method_name_check``);
+    the signature must always have one input, ``inputs``, and one or two outputs among ``classes`` and
+    ``scores``.
+    """
+    if method_name_check and signature.method_name != CLASSIFY_METHOD:
+        raise InvalidArgument(f"Expected classification signature method_name to be {CLASSIFY_METHOD}. Was: "
+                              f"{signature.method_name}")
+    if len(signature.inputs) != 1:
+        raise InvalidArgument(f"Expected one input Tensor. ({_describe(signature)})")
+    if len(signature.outputs) not in (1, 2):
+        raise InvalidArgument(f"Expected one or two output Tensors, found {len(signature.outputs)} "
+                              f"({_describe(signature)})")
+    if CLASSIFY_INPUTS not in signature.inputs:
+        raise InvalidArgument(f"No classification inputs found in SignatureDef: {_describe(signature)}")
     if not ({CLASSIFY_CLASSES, CLASSIFY_SCORES} & set(signature.outputs)):
-        raise InvalidArgument(f"classification signature {signature.key!r} has neither a 'classes' nor a 'scores' "
-                              f"output (it has {list(signature.outputs)})")
+        raise InvalidArgument(f'Expected classification signature outputs to contain at least one of '
+                              f'"{CLASSIFY_CLASSES}" or "{CLASSIFY_SCORES}". Signature was: {_describe(signature)}')
 
 
-def check_regress_signature(signature: Signature) -> None:
-    """The same contract as TF Serving: method regress, input 'inputs', output 'outputs'."""
-    _check_method(signature, REGRESS_METHOD, "regress")
+def check_regress_signature(signature: Signature, *, method_name_check: bool = False) -> None:
+    """TF Serving's checks of a regression signature (regressor.cc, PreProcessRegression), in its words.
+
+    The method name is checked only with ``method_name_check``; the signature must always have one
+    input, ``inputs``, and one output, ``outputs``.
+    """
+    if method_name_check and signature.method_name != REGRESS_METHOD:
+        raise InvalidArgument(f"Expected regression signature method_name to be {REGRESS_METHOD}. Was: "
+                              f"{signature.method_name}")
+    if len(signature.inputs) != 1:
+        raise InvalidArgument(f"Expected one input Tensor. ({_describe(signature)})")
+    if len(signature.outputs) != 1:
+        raise InvalidArgument(f"Expected one output Tensor. ({_describe(signature)})")
+    if CLASSIFY_INPUTS not in signature.inputs:
+        raise InvalidArgument(f"No regression inputs found in SignatureDef: {_describe(signature)}")
     if REGRESS_OUTPUTS not in signature.outputs:
-        raise InvalidArgument(f"regression signature {signature.key!r} has no 'outputs' output "
-                              f"(it has {list(signature.outputs)})")
+        raise InvalidArgument(f"No regression outputs found in SignatureDef: {_describe(signature)}")
 
 
-def _check_method(signature: Signature, method: str, api: str) -> None:
-    if signature.method_name != method:
-        raise InvalidArgument(f"signature {signature.key!r} has method_name {signature.method_name!r}; "
-                              f"the {api} API needs a signature with method_name {method!r}")
-    if list(signature.inputs) != [CLASSIFY_INPUTS]:
-        raise InvalidArgument(f"{api} signature {signature.key!r} must have exactly one input named "
-                              f"{CLASSIFY_INPUTS!r} (serialized tf.Example), it has {list(signature.inputs)}")
+def _describe(signature: Signature) -> str:
+    return (f"signature {signature.key!r} (method_name {signature.method_name!r}) has inputs {list(signature.inputs)} "
+            f"and outputs {list(signature.outputs)}")
 
 
 def examples_tensor(serialized: list[bytes]) -> dict[str, np.ndarray]:
@@ -154,8 +175,8 @@ def examples_tensor(serialized: list[bytes]) -> dict[str, np.ndarray]:
     return {CLASSIFY_INPUTS: array}
 
 
-def classification_results(outputs: Mapping[str, np.ndarray], num_examples: int) -> list:
-    """``[[[label, score], ...] per example]``; a missing classes output gives empty labels."""
+def classification_results(outputs: Mapping[str, np.ndarray], num_examples: int) -> list[list[tuple[str, float]]]:
+    """``[[(label, score), ...] per example]``; a missing classes output gives empty labels."""
     classes = outputs.get(CLASSIFY_CLASSES)
     scores = outputs.get(CLASSIFY_SCORES)
     for key, array in ((CLASSIFY_CLASSES, classes), (CLASSIFY_SCORES, scores)):
@@ -169,7 +190,7 @@ def classification_results(outputs: Mapping[str, np.ndarray], num_examples: int)
     labels = [[_label(v) for v in row] for row in classes] if classes is not None else None
     score_values = to_json_value(scores.astype(np.float32)) if scores is not None else None
     # TF Serving leaves the label empty without 'classes' and the score 0 without 'scores'.
-    return [[[labels[i][c] if labels else "", score_values[i][c] if score_values else 0.0]
+    return [[(labels[i][c] if labels else "", score_values[i][c] if score_values else 0.0)
              for c in range(num_classes)] for i in range(num_examples)]
 
 

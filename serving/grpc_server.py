@@ -1,22 +1,24 @@
-"""TF Serving's gRPC API: ``PredictionService`` and ``ModelService`` on ``--port``.
+"""TF Serving's gRPC API: ``PredictionService`` and ``ModelService`` on ``--port`` (and ``--grpc_socket_path``).
 
-The same servables, version policy, labels and batching as the REST API: each
-call resolves its ``ModelSpec`` through the ModelManager and runs through the
-PredictionService, so a client written with ``tensorflow_serving.apis`` stubs
-for TF Serving works unchanged. Errors are gRPC statuses with the canonical
-code of the ServingError.
+A protobuf codec over the typed :class:`~serving.service.PredictionService`, the
+same core the REST API runs on: each call turns its request proto into a
+:class:`~serving.service.Target`, arrays or serialized examples, lets the
+service resolve, check and run, and writes the typed answer into the response
+proto. A client written with ``tensorflow_serving.apis`` stubs for TF Serving
+works unchanged. Errors are gRPC statuses with the canonical code of the
+ServingError.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent import futures
 
 import grpc
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
-    get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
@@ -28,20 +30,21 @@ from tensorflow_serving.apis import (
 
 from serving import examples
 from serving.config import ConfigError
-from serving.errors import InvalidArgument, ServingError, Unimplemented
+from serving.errors import InvalidArgument, ServingError
 from serving.manager import ModelManager
-from serving.servable import CLASSIFY_METHOD, REGRESS_METHOD, Servable
-from serving.service import PredictionService, status_response
+from serving.servable import CLASSIFY_METHOD, Servable
+from serving.service import Classification, InferenceTask, PredictionService, Regression, Target
 from serving.tensor_proto import fill_tensor_proto, to_ndarrays
 
 logger = logging.getLogger(__name__)
 
 _METADATA_FIELD = "signature_def"
+_ERROR_CODES = status_pb2.StatusProto.DESCRIPTOR.fields_by_name["error_code"].enum_type.values_by_name
 
 
-def _target(spec) -> tuple[str, int | None, str | None]:
+def _target(spec) -> Target:
     version = spec.version.value if spec.HasField("version") else None
-    return spec.name, version, spec.version_label or None
+    return Target(spec.name, version, spec.version_label or None)
 
 
 def _reply_spec(response_spec, servable: Servable, signature_name: str) -> None:
@@ -50,17 +53,15 @@ def _reply_spec(response_spec, servable: Servable, signature_name: str) -> None:
     response_spec.signature_name = signature_name
 
 
-def _fill_classifications(result, outputs, count: int) -> None:
-    """A ClassificationResult from a classify signature's outputs."""
-    for row in examples.classification_results(outputs, count):
+def _fill_classifications(result, answer: Classification) -> None:
+    for row in answer.classes:
         classes = result.classifications.add()
         for label, score in row:
             classes.classes.add(label=label, score=score)
 
 
-def _fill_regressions(result, outputs, count: int) -> None:
-    """A RegressionResult from a regress signature's outputs."""
-    for value in examples.regression_results(outputs, count):
+def _fill_regressions(result, answer: Regression) -> None:
+    for value in answer.values:
         result.regressions.add(value=value)
 
 
@@ -80,71 +81,61 @@ def _guard(method):
     return call
 
 
+def _read_tensors(tensors):
+    """The service's input reader for a PredictRequest's map of TensorProtos."""
+
+    def read(inputs):
+        # Only the signature's names are converted; the service names extra and missing ones.
+        names = [k for k in inputs if k in tensors]
+        try:
+            arrays = to_ndarrays(tensors, names)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"input tensor cannot be read: {e}") from None
+        arrays.update((k, None) for k in tensors if k not in inputs)
+        return arrays
+
+    return read
+
+
 class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager, service: PredictionService):
-        self._manager = manager
+    def __init__(self, service: PredictionService, tensor_content: bool = False):
         self._service = service
+        self._tensor_content = tensor_content  # --enable_serialization_as_tensor_content
 
     @_guard
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
-        servable = self._manager.resolve(*_target(request.model_spec))
-        signature = servable.signature(request.model_spec.signature_name)
-        missing = sorted(set(signature.inputs) - set(request.inputs))
-        if missing:
-            raise InvalidArgument(f"Missing input(s) {missing}; the signature's inputs are {list(signature.inputs)}")
-        extra = sorted(set(request.inputs) - set(signature.inputs))
-        if extra:
-            raise InvalidArgument(f"Extra input(s) {extra}; the signature's inputs are {list(signature.inputs)}")
-        try:
-            inputs = to_ndarrays(request.inputs, signature.inputs)
-        except (TypeError, ValueError) as e:
-            raise InvalidArgument(f"input tensor cannot be read: {e}") from None
-        outputs = self._service.run(servable, signature, inputs)
-        wanted = list(request.output_filter) or list(outputs)
-        unknown = [k for k in wanted if k not in outputs]
-        if unknown:
-            raise InvalidArgument(f"output_filter names unknown output(s) {unknown}; outputs: {sorted(outputs)}")
+        answer = self._service.predict(_target(request.model_spec), request.model_spec.signature_name,
+                                       _read_tensors(request.inputs), list(request.output_filter))
         response = predict_pb2.PredictResponse()
-        _reply_spec(response.model_spec, servable, signature.key)
-        for key in wanted:
-            fill_tensor_proto(response.outputs[key], outputs[key])
+        _reply_spec(response.model_spec, answer.servable, answer.signature.key)
+        for key, value in answer.outputs.items():
+            fill_tensor_proto(response.outputs[key], value)
         return response
 
     @_guard
     def Classify(self, request, context):  # noqa: N802
-        servable, signature, outputs, count = self._examples(request, examples.check_classify_signature)
+        answer = self._service.classify(_target(request.model_spec), request.model_spec.signature_name,
+                                        examples.serialized_examples(request.input))
         response = classification_pb2.ClassificationResponse()
-        _reply_spec(response.model_spec, servable, signature.key)
-        _fill_classifications(response.result, outputs, count)
+        _reply_spec(response.model_spec, answer.servable, answer.signature.key)
+        _fill_classifications(response.result, answer)
         return response
 
     @_guard
     def Regress(self, request, context):  # noqa: N802
-        servable, signature, outputs, count = self._examples(request, examples.check_regress_signature)
+        answer = self._service.regress(_target(request.model_spec), request.model_spec.signature_name,
+                                       examples.serialized_examples(request.input))
         response = regression_pb2.RegressionResponse()
-        _reply_spec(response.model_spec, servable, signature.key)
-        _fill_regressions(response.result, outputs, count)
+        _reply_spec(response.model_spec, answer.servable, answer.signature.key)
+        _fill_regressions(response.result, answer)
         return response
-
-    def _examples(self, request, check):
-        servable = self._manager.resolve(*_target(request.model_spec))
-        signature = servable.signature(request.model_spec.signature_name)
-        check(signature)
-        serialized = examples.serialized_examples(request.input)
-        if not serialized:
-            raise InvalidArgument("Input is empty")
-        outputs = self._service.run(servable, signature, examples.examples_tensor(serialized))
-        return servable, signature, outputs, len(serialized)
 
     @_guard
     def GetModelMetadata(self, request, context):  # noqa: N802
         fields = list(request.metadata_field)
         if fields != [_METADATA_FIELD]:
             raise InvalidArgument(f"Metadata field(s) {fields} not supported; ask for [{_METADATA_FIELD!r}]")
-        servable = self._manager.resolve(*_target(request.model_spec))
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, signature_def in servable.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(signature_def)
+        servable, signature_map = self._service.metadata(_target(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         _reply_spec(response.model_spec, servable, "")
         response.metadata[_METADATA_FIELD].Pack(signature_map)
@@ -152,87 +143,114 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
 
     @_guard
     def MultiInference(self, request, context):  # noqa: N802
-        # As TF Serving's TensorFlowMultiInferenceRunner: every task names the same model; each
-        # signature once; the same examples feed every task's classify or regress signature.
-        first = request.tasks[0].model_spec if request.tasks else None
-        servable = self._manager.resolve(*_target(first)) if first is not None else self._manager.resolve("")
-        plan = []
-        for task in request.tasks:
-            if not task.model_spec.name:
-                raise InvalidArgument("Found ModelSpec with an empty model name.")
-            if task.model_spec.name != first.name:
-                raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-            signature = servable.signature(task.model_spec.signature_name)
-            if any(signature.key == done.key for done, _ in plan):
-                raise InvalidArgument(f"Duplicate evaluation of signature: {signature.key}")
-            if task.method_name == CLASSIFY_METHOD:
-                examples.check_classify_signature(signature)
-            elif task.method_name == REGRESS_METHOD:
-                examples.check_regress_signature(signature)
-            else:
-                raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
-            plan.append((signature, task.method_name))
-        serialized = examples.serialized_examples(request.input)
-        if not serialized:
-            raise InvalidArgument("Input is empty")
+        tasks = [InferenceTask(_target(t.model_spec), t.model_spec.signature_name, t.method_name)
+                 for t in request.tasks]
+        answers = self._service.multi_inference(tasks, examples.serialized_examples(request.input)
+                                                if request.HasField("input") else [])
         response = inference_pb2.MultiInferenceResponse()
-        for signature, method in plan:
-            outputs = self._service.run(servable, signature, examples.examples_tensor(serialized))
+        for task, answer in zip(request.tasks, answers):
             result = response.results.add()
-            _reply_spec(result.model_spec, servable, signature.key)
-            if method == CLASSIFY_METHOD:
-                _fill_classifications(result.classification_result, outputs, len(serialized))
+            _reply_spec(result.model_spec, answer.servable, answer.signature.key)
+            if task.method_name == CLASSIFY_METHOD:
+                _fill_classifications(result.classification_result, answer)
             else:
-                _fill_regressions(result.regression_result, outputs, len(serialized))
+                _fill_regressions(result.regression_result, answer)
         return response
 
 
 class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, service: PredictionService):
         self._manager = manager
+        self._service = service
 
     @_guard
     def GetModelStatus(self, request, context):  # noqa: N802
-        states = self._manager.version_states(*_target(request.model_spec))
-        response: get_model_status_pb2.GetModelStatusResponse = status_response(states)
-        return response
+        return self._service.status(_target(request.model_spec))
 
     @_guard
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802
         # As TF Serving's ModelServiceImpl: a model_config_list replaces the served models (new ones
         # loaded before the answer, removed ones unloaded). As there, a config file polled with
         # --model_config_file_poll_wait_seconds is applied again at its next poll.
-        if request.config.WhichOneof("config") != "model_config_list":
-            raise InvalidArgument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
-                                  "Only ModelConfigList is currently supported")
+        # As there, the call itself succeeds and a failure is the response's status; the answer comes
+        # once the new and changed models serve a version (ServerCore::ReloadConfig waits for them).
         try:
-            self._manager.apply_config(request.config)
-        except ConfigError as e:
-            raise InvalidArgument(str(e)) from None
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise InvalidArgument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                      "Only ModelConfigList is currently supported")
+            try:
+                changed = self._manager.apply_config(request.config)
+            except ConfigError as e:
+                raise InvalidArgument(str(e)) from None
+            self._manager.wait_until_available(changed)
+        except ServingError as e:
+            logger.error("ReloadConfig failed: %s", e.message)
+            return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(
+                error_code=_ERROR_CODES[e.code].number, error_message=e.message))
         return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))
 
 
 def start_grpc_server(manager: ModelManager, service: PredictionService, host: str, port: int, *,
-                      max_workers: int = 16) -> tuple[grpc.Server, int]:
-    """Serve both services on ``host:port`` (0 picks a free port); returns the started server and its port.
+                      max_workers: int = 16, socket_path: str = "",
+                      channel_arguments: Sequence[tuple[str, int | str]] = (),
+                      tensor_content: bool = False, enable_profiler: bool = True) -> tuple[grpc.Server, int]:
+    """Serve both services on ``host:port`` (0 picks a free port, < 0 opens no TCP port) and on the Unix
+    domain socket ``socket_path`` when given (``--grpc_socket_path``); returns the started server and its
+    TCP port (0 when none).
+
+    ``channel_arguments`` are grpc server options (``--grpc_channel_arguments``); they override the
+    defaults here (no message size limits, as TF Serving's, and no SO_REUSEPORT so a port in use is an
+    error). ``tensor_content`` writes Predict outputs into ``tensor_content`` instead of the typed
+    value fields (``--enable_serialization_as_tensor_content``).
 
     Raises:
-        OSError: the address cannot be bound.
+        OSError: an address cannot be bound.
     """
+    options = dict([("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
+                    ("grpc.so_reuseport", 0)])
+    options.update(channel_arguments)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-                         options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
-                                  ("grpc.so_reuseport", 0)])
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionServicer(manager, service), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(manager), server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as e:
-        raise OSError(f"cannot listen on {address}: {e}") from None
-    if bound == 0:
-        raise OSError(f"cannot listen on {address}")
+                         options=list(options.items()))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionServicer(service, tensor_content),
+                                                                        server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(manager, service), server)
+    if enable_profiler:  # --enable_profiler, on by default as in TF Serving: tensorflow.ProfilerService
+        from serving.profiler_service import add_profiler_service
+
+        add_profiler_service(server)
+    addresses = []
+    if port >= 0:
+        addresses.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if socket_path:
+        addresses.append(f"unix:{socket_path}")
+    bound = 0
+    for address in addresses:
+        try:
+            result = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise OSError(f"cannot listen on {address}: {e}") from None
+        if result == 0:
+            raise OSError(f"cannot listen on {address}")
+        if not address.startswith("unix:"):
+            bound = result
     server.start()
     return server, bound
 
 
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """``--grpc_channel_arguments``: comma-separated ``key=value`` pairs; integer values become ints (as TF
+    Serving's server.cc reads them).
 
+    Raises:
+        ValueError: a pair without ``=`` or with an empty key, named in the message.
+    """
+    pairs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--grpc_channel_arguments: {item!r} is not key=value")
+        value = value.strip()
+        pairs.append((key.strip(), int(value) if value.lstrip("-").isdigit() else value))
+    return pairs

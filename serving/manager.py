@@ -11,6 +11,7 @@ stop the server.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from serving import config as config_lib
 from serving.errors import InvalidArgument, NotFound, ServingError, tf_code_name
-from serving.servable import Servable, has_saved_model
+from serving.servable import TFLITE_MODES, TFLITE_OFF, Servable, has_model, missing_model_message
 from serving.warmup import WarmupError, run_warmup
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class _Model:
     config: config_lib.ModelConfig
     versions: dict[int, VersionState] = field(default_factory=dict)
     failed: dict[int, tuple] = field(default_factory=dict)  # version -> fingerprint of the files that failed
+    # Set by a poll that found versions on disk and failed to load every one of them.
+    load_error: str | None = None
     not_ready_logged: set = field(default_factory=set)
 
     @property
@@ -73,7 +76,16 @@ class ModelManager:
     """Serves the versions a ``ModelServerConfig`` asks for and keeps them current."""
 
     def __init__(self, server_config: config_lib.ModelServerConfig, *, poll_wait_seconds: float = 1.0,
-                 enable_warmup: bool = True, loader: Loader = Servable.load):
+                 enable_warmup: bool = True, loader: Loader = Servable.load, tflite: str = TFLITE_OFF):
+        # tflite: which files make a version directory loadable (serving.servable.TFLITE_MODES); the
+        # loader must agree (serving.tflite.load_version with the same mode).
+        if tflite not in TFLITE_MODES:
+            raise ValueError(f"tflite must be one of {TFLITE_MODES}, got {tflite!r}")
+        self._tflite = tflite
+        if tflite != TFLITE_OFF and loader == Servable.load:  # a classmethod: equal, never identical
+            from serving.tflite import load_version
+
+            loader = functools.partial(load_version, tflite=tflite)
         self._poll_wait = poll_wait_seconds
         self._enable_warmup = enable_warmup
         self._loader = loader
@@ -100,6 +112,27 @@ class ModelManager:
         self.poll_once()
         if self._poll_wait > 0:
             self._spawn(self._poll_loop, "serving-version-poller")
+
+    def wait_until_available(self, names: list[str] | None = None) -> None:
+        """Block until every named model (default: all configured) serves a version, as TF Serving's
+        ServerCore does before it opens its ports, and before a config reload answers.
+
+        A model with no version on disk yet is waited for while the base paths are polled.
+
+        Raises:
+            ModelsUnavailable: a model whose every version on disk failed to load, or that has no
+                version while nothing polls for one; TF Serving's "N model(s) did not become available".
+        """
+        interval = min(self._poll_wait, 0.25) if self._poll_wait > 0 else 0
+        while True:
+            with self._lock:
+                wanted = [self._models[n] for n in (names if names is not None else self._models) if n in self._models]
+                waiting = [m for m in wanted if not any(s.state == AVAILABLE for s in m.versions.values())]
+                failed = [m for m in waiting if m.load_error is not None or not interval]
+            if failed:
+                raise ModelsUnavailable(failed)
+            if not waiting or self._stop.wait(interval):
+                return
 
     def watch_config(self, load_config: Callable[[], config_lib.ModelServerConfig], interval_seconds: float) -> None:
         """Re-read the model config every ``interval_seconds`` and apply it when it changed."""
@@ -146,8 +179,11 @@ class ModelManager:
 
     # ------------------------------------------------------------------ config
 
-    def apply_config(self, server_config: config_lib.ModelServerConfig, *, poll: bool = True) -> None:
-        """Switch to a new config: new models are loaded, removed ones unloaded, changed ones updated."""
+    def apply_config(self, server_config: config_lib.ModelServerConfig, *, poll: bool = True) -> list[str]:
+        """Switch to a new config: new models are loaded, removed ones unloaded, changed ones updated.
+
+        Returns the names of the models that are new or changed.
+        """
         config_lib.validate(server_config)
         wanted = {m.name: m for m in server_config.model_config_list.config}
         with self._lock:
@@ -171,6 +207,7 @@ class ModelManager:
             logger.info("model config applied: %s", sorted(wanted))
         if poll and self._started and (changed or removed):
             self.poll_once()
+        return sorted(changed)
 
     # ------------------------------------------------------------------ polling
 
@@ -207,6 +244,12 @@ class ModelManager:
             wanted_available = any(model.versions[v].state == AVAILABLE for v in wanted if v in model.versions)
             retiring = [s for v, s in model.versions.items()
                         if s.state == AVAILABLE and (v not in wanted or s.path != on_disk.get(v))]
+        loadable = [v for v, p in on_disk.items() if not self._known_bad(model, v, p)]
+        with self._lock:
+            any_available = any(s.state == AVAILABLE for s in model.versions.values())
+            model.load_error = None if any_available or not on_disk or loadable else ", ".join(
+                f"{{name: {model.name} version: {v}}} due to error: {model.versions[v].error_code}: "
+                f"{model.versions[v].error_message}" for v in sorted(on_disk) if v in model.versions)
         # Availability first: old versions go only once a wanted one answers.
         if wanted_available:
             for state in retiring:
@@ -233,9 +276,9 @@ class ModelManager:
             path = tf.io.gfile.join(base, entry)
             if not tf.io.gfile.isdir(path):
                 continue
-            if not has_saved_model(path):
+            if not has_model(path, self._tflite):
                 if path not in model.not_ready_logged:
-                    logger.info("model %r: %s has no saved_model.pb yet; waiting", model.name, path)
+                    logger.info("model %r: %s %s; waiting", model.name, path, missing_model_message(path, self._tflite))
                     model.not_ready_logged.add(path)
                 continue
             versions[int(entry)] = path
@@ -322,6 +365,8 @@ class ModelManager:
         """The servable a request addresses: a version, a label, or the newest available one."""
         # TF Serving's words and codes: a model or version not (yet) serving is 404 "Servable not found";
         # clients match on them.
+        if not name:
+            raise InvalidArgument("ModelSpec has no name specified.")
         with self._lock:
             if name not in self._models:
                 raise NotFound(f"Servable not found for request: Latest({name}); model {name!r} not found; "
@@ -352,17 +397,18 @@ class ModelManager:
                 version = self._label_version(model, label)
             if version is not None:
                 if version not in model.versions:
-                    raise NotFound(f"version {version} of model {name!r} not found")
+                    raise NotFound(f"Could not find version {version} of model {name}")
                 return [_copy_state(model.versions[version])]
             if not model.versions:
-                raise NotFound(f"could not find any versions of model {name!r} under {model.base_path}")
+                raise NotFound(f"Could not find any versions of model {name} (base path {model.base_path})")
             return [_copy_state(model.versions[v]) for v in sorted(model.versions, reverse=True)]
 
     def _model(self, name: str) -> _Model:
         try:
             return self._models[name]
         except KeyError:
-            raise NotFound(f"model {name!r} not found; served models: {sorted(self._models)}") from None
+            raise NotFound(f"Could not find any versions of model {name}: model {name!r} not found; served models: "
+                           f"{sorted(self._models)}") from None
 
     @staticmethod
     def _label_version(model: _Model, label: str) -> int:
@@ -371,6 +417,18 @@ class ModelManager:
             raise InvalidArgument(f"Unrecognized servable version label: {label}; labels of model {model.name!r}: "
                                   f"{sorted(labels)}")
         return labels[label]
+
+
+class ModelsUnavailable(ServingError):
+    """Models that did not become available (TF Serving's words from ServerCore::WaitUntilModelsAvailable)."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, models: list[_Model]):
+        details = "".join(f"{m.load_error or f'{{name: {m.name}}} has no version under {m.base_path}'}, "
+                          for m in models)
+        super().__init__(f"{len(models)} model(s) did not become available: {{{details}}}")
+        self.model_names = [m.name for m in models]
 
 
 def _copy_state(state: VersionState) -> VersionState:

@@ -290,3 +290,29 @@ def read_meta_graph(path: str, tags: str | Sequence[str] = SERVE_TAG) -> meta_gr
 def has_saved_model(path: str) -> bool:
     """Whether ``path`` holds a SavedModel file yet (a version dir may still be being written)."""
     return any(tf.io.gfile.exists(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt"))
+
+
+# Which model file a version directory is served from (``--prefer_tflite_model``, ``--use_tflite_model``).
+TFLITE_FILE = "model.tflite"
+TFLITE_OFF = "off"  # saved_model.pb(txt) only; model.tflite is ignored (TF Serving's default)
+TFLITE_PREFER = "prefer"  # model.tflite when present, else the SavedModel (--prefer_tflite_model)
+TFLITE_ONLY = "only"  # model.tflite only, as TF Serving's old --use_tflite_model
+TFLITE_MODES = (TFLITE_OFF, TFLITE_PREFER, TFLITE_ONLY)
+
+
+def has_model(path: str, tflite: str = TFLITE_OFF) -> bool:
+    """Whether ``path`` holds a file this TF Lite mode serves (a SavedModel, or ``model.tflite`` when allowed)."""
+    if tflite != TFLITE_OFF and tf.io.gfile.exists(os.path.join(path, TFLITE_FILE)):
+        return True
+    return tflite != TFLITE_ONLY and has_saved_model(path)
+
+
+def missing_model_message(path: str, tflite: str = TFLITE_OFF) -> str:
+    """Why :func:`has_model` is false for ``path``, for the log line of a version that waits."""
+    if tflite == TFLITE_ONLY:
+        return f"has no {TFLITE_FILE} yet (--use_tflite_model serves nothing else)"
+    if tflite == TFLITE_PREFER:
+        return f"has no saved_model.pb or {TFLITE_FILE} yet"
+    if tf.io.gfile.exists(os.path.join(path, TFLITE_FILE)):
+        return f"has {TFLITE_FILE} but no saved_model.pb; start with --prefer_tflite_model to serve TF Lite models"
+    return "has no saved_model.pb yet"

@@ -1,97 +1,223 @@
-"""The prediction service: status, metadata, predict, classify and regress.
+"""The prediction service: one typed core under both transports.
 
-Transport-free: each method takes a parsed :class:`~serving.urls.ModelPath` and
-a decoded JSON body and returns the JSON-ready response, raising
-:class:`~serving.errors.ServingError` on failure. The REST app is a thin
-layer over it.
+Each operation takes a :class:`Target` (model, and a version or a label), a
+signature name and arrays or serialized ``tf.Example`` s, and returns typed
+results: the servable and signature that answered, output arrays,
+classifications or regressions, the ``SignatureDefMap``, the status proto. The
+REST app (:mod:`serving.rest`, JSON) and the gRPC server
+(:mod:`serving.grpc_server`, protos) are codecs over it, so a behaviour
+(resolve -> signature -> check -> run, TF Serving's error words, the method-name
+check) is written, and fixed, once for both. Failures raise
+:class:`~serving.errors.ServingError`.
+
+Example (``manager`` a started :class:`~serving.manager.ModelManager`)::
+
+    service = PredictionService(manager)
+    answer = service.predict(Target("census"), "", lambda inputs: {"age": np.array([39.0], np.float32)})
+    answer.outputs["income_50k"]      # np.ndarray [batch, 1]
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from serving import codec, examples
+from serving import examples
 from serving.batching import Batcher, BatchingOptions
+from serving.errors import FailedPrecondition, Internal, InvalidArgument, Unimplemented
 from serving.manager import ModelManager, VersionState
 from serving.metrics import ServingMetrics
-from serving.servable import Servable, Signature
-from serving.urls import ModelPath
+from serving.servable import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    Servable,
+    Signature,
+    TensorInfo,
+)
 
 logger = logging.getLogger(__name__)
 
 _ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
+# Predict serves any of the three methods (TF Serving's predict_util.cc, VerifySignature).
+_PREDICT_METHODS = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
+
+InputReader = Callable[[Mapping[str, TensorInfo]], Mapping[str, np.ndarray]]
 
 
-def _to_dict(message) -> dict:
-    # TF Serving prints defaults too ("error_message": "", "signature_name": "") and keeps proto field names.
-    return json_format.MessageToDict(message, including_default_value_fields=True, preserving_proto_field_name=True)
+@dataclass(frozen=True)
+class Target:
+    """What a request addresses: a model name, and optionally a version number or a version label."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A Predict answer: the servable and signature that ran, and the outputs asked for (in signature order)."""
+
+    servable: Servable
+    signature: Signature
+    outputs: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A Classify answer: per example, ``(label, score)`` per class (TF Serving's ClassificationResult)."""
+
+    servable: Servable
+    signature: Signature
+    classes: list[list[tuple[str, float]]]
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A Regress answer: one value per example (TF Serving's RegressionResult)."""
+
+    servable: Servable
+    signature: Signature
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class InferenceTask:
+    """One task of a MultiInference request: a model spec and the method (classify or regress) to run."""
+
+    target: Target
+    signature_name: str
+    method_name: str
 
 
 class PredictionService:
-    """Runs the REST API's operations against the versions a ModelManager serves."""
+    """Status, metadata, Predict, Classify, Regress and MultiInference against the versions a ModelManager serves.
+
+    Args:
+      manager: the versions to serve.
+      batching: batch concurrent requests per signature (``--enable_batching``); None runs each alone.
+      metrics: where batch sizes are recorded.
+      method_name_check: refuse a signature whose ``method_name`` is not the API's, as TF Serving does
+        under ``--enable_signature_method_name_check``. Off by default, as there: TF2's
+        ``tf.saved_model.save`` writes every signature as a predict signature, and Classify/Regress then
+        check only the signature's inputs and outputs.
+    """
 
     def __init__(self, manager: ModelManager, *, batching: BatchingOptions | None = None,
-                 metrics: ServingMetrics | None = None):
+                 metrics: ServingMetrics | None = None, method_name_check: bool = False):
         self._manager = manager
         self._batching = batching
         self._metrics = metrics
+        self.method_name_check = method_name_check
         self._batchers: dict[tuple[str, int, str], Batcher] = {}
         self._lock = threading.Lock()
         manager.add_listener(self._on_model_event)
 
     # ------------------------------------------------------------------ status / metadata
 
-    def status(self, path: ModelPath) -> dict:
-        """``GetModelStatusResponse`` as JSON."""
-        states = self._manager.version_states(path.name, path.version, path.label)
-        return _to_dict(status_response(states))
+    def status(self, target: Target) -> get_model_status_pb2.GetModelStatusResponse:
+        """The ``GetModelStatusResponse`` of one version (by number or label) or of all known versions."""
+        return status_response(self._manager.version_states(target.name, target.version, target.label))
 
-    def metadata(self, path: ModelPath) -> dict:
-        """``GetModelMetadataResponse`` as JSON, with the SignatureDefMap unpacked under 'signature_def'."""
-        servable = self._manager.resolve(path.name, path.version, path.label)
-        spec = model_pb2.ModelSpec(name=servable.name, signature_name="")
-        spec.version.value = servable.version
+    def metadata(self, target: Target) -> tuple[Servable, get_model_metadata_pb2.SignatureDefMap]:
+        """The servable a metadata request resolves to and its ``SignatureDefMap``."""
+        servable = self.resolve(target)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature_def in servable.signature_defs.items():
             signature_map.signature_def[key].CopyFrom(signature_def)
-        return {"model_spec": _to_dict(spec), "metadata": {"signature_def": _to_dict(signature_map)}}
+        return servable, signature_map
+
+    def resolve(self, target: Target) -> Servable:
+        """The servable ``target`` addresses (NOT_FOUND while no such version is available)."""
+        return self._manager.resolve(target.name, target.version, target.label)
 
     # ------------------------------------------------------------------ inference
 
-    def predict(self, path: ModelPath, body: Any) -> dict:
-        request = codec.parse_predict_request(body)
-        servable = self._manager.resolve(path.name, path.version, path.label)
-        signature = servable.signature(request.signature_name)
-        if request.body_format == codec.ROW_FORMAT:
-            inputs = codec.decode_instances(request.payload, signature.inputs)
-            return {"predictions": codec.encode_predictions(self.run(servable, signature, inputs))}
-        inputs = codec.decode_columnar(request.payload, signature.inputs)
-        return {"outputs": codec.encode_outputs(self.run(servable, signature, inputs))}
+    def predict(self, target: Target, signature_name: str, read_inputs: InputReader,
+                output_filter: Sequence[str] = ()) -> Prediction:
+        """Run a signature on the arrays ``read_inputs(signature.inputs)`` returns.
 
-    def classify(self, path: ModelPath, body: Any) -> dict:
-        signature_name, serialized = examples.parse_examples_request(body, "classify")
-        servable = self._manager.resolve(path.name, path.version, path.label)
-        signature = servable.signature(signature_name)
-        examples.check_classify_signature(signature)
+        ``read_inputs`` is the transport's decoder: it gets the signature's input specs (the JSON
+        codec needs their dtypes) and returns one array per input. ``output_filter`` names the
+        outputs to return (all when empty).
+        """
+        servable = self.resolve(target)
+        signature = _find_signature(servable, signature_name, "Predict")
+        if self.method_name_check and signature.method_name not in _PREDICT_METHODS:
+            raise Internal(f"Expected prediction signature method_name to be one of {{{', '.join(_PREDICT_METHODS)}}}"
+                           f". Was: {signature.method_name}")
+        inputs = read_inputs(signature.inputs)
+        _check_input_names(signature, inputs)
+        wanted = _output_aliases(signature, output_filter)
+        outputs = self.run(servable, signature, inputs)
+        return Prediction(servable, signature, {key: outputs[key] for key in wanted})
+
+    def classify(self, target: Target, signature_name: str, serialized: Sequence[bytes]) -> Classification:
+        """Run a classification signature on serialized ``tf.Example`` s."""
+        servable = self.resolve(target)
+        signature = _find_signature(servable, signature_name, "Classify")
+        examples.check_classify_signature(signature, method_name_check=self.method_name_check)
+        return Classification(servable, signature, self._classes(servable, signature, serialized))
+
+    def regress(self, target: Target, signature_name: str, serialized: Sequence[bytes]) -> Regression:
+        """Run a regression signature on serialized ``tf.Example`` s."""
+        servable = self.resolve(target)
+        signature = _find_signature(servable, signature_name, "Regress")
+        examples.check_regress_signature(signature, method_name_check=self.method_name_check)
+        return Regression(servable, signature, self._values(servable, signature, serialized))
+
+    def multi_inference(self, tasks: Sequence[InferenceTask],
+                        serialized: Sequence[bytes]) -> list[Classification | Regression]:
+        """Several classify/regress signatures of one model on the same examples (TF Serving's MultiInference).
+
+        As TF Serving's TensorFlowMultiInferenceRunner: every task names the same model, each
+        signature once, and the method is the task's, checked against the signature's inputs and
+        outputs. TF Serving runs the tasks in one Session call; here each signature runs once.
+        """
+        # The first task's model is resolved before any task is checked (no task: the empty name).
+        servable = self.resolve(tasks[0].target if tasks else Target(""))
+        plan: list[tuple[Signature, str]] = []
+        for task in tasks:
+            if not task.target.name:
+                raise InvalidArgument("Found ModelSpec with an empty model name.")
+            if task.target.name != tasks[0].target.name:
+                raise InvalidArgument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+            key = task.signature_name or DEFAULT_SIGNATURE
+            if any(key == done.key for done, _ in plan):
+                raise InvalidArgument(f"Duplicate evaluation of signature: {key}")
+            signature = _find_signature(servable, key, "MultiInference")
+            if task.method_name == CLASSIFY_METHOD:
+                examples.check_classify_signature(signature, method_name_check=self.method_name_check)
+            elif task.method_name == REGRESS_METHOD:
+                examples.check_regress_signature(signature, method_name_check=self.method_name_check)
+            else:
+                raise Unimplemented(f"Unsupported signature method_name: {task.method_name}")
+            plan.append((signature, task.method_name))
+        _check_examples(serialized)
+        return [Classification(servable, signature, self._classes(servable, signature, serialized))
+                if method == CLASSIFY_METHOD else
+                Regression(servable, signature, self._values(servable, signature, serialized))
+                for signature, method in plan]
+
+    def _classes(self, servable: Servable, signature: Signature,
+                 serialized: Sequence[bytes]) -> list[list[tuple[str, float]]]:
+        _check_examples(serialized)
         outputs = self.run(servable, signature, examples.examples_tensor(serialized))
-        return {"results": examples.classification_results(outputs, len(serialized))}
+        return examples.classification_results(outputs, len(serialized))
 
-    def regress(self, path: ModelPath, body: Any) -> dict:
-        signature_name, serialized = examples.parse_examples_request(body, "regress")
-        servable = self._manager.resolve(path.name, path.version, path.label)
-        signature = servable.signature(signature_name)
-        examples.check_regress_signature(signature)
+    def _values(self, servable: Servable, signature: Signature, serialized: Sequence[bytes]) -> list[float]:
+        _check_examples(serialized)
         outputs = self.run(servable, signature, examples.examples_tensor(serialized))
-        return {"results": examples.regression_results(outputs, len(serialized))}
+        return examples.regression_results(outputs, len(serialized))
 
-    def run(self, servable: Servable, signature: Signature, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a signature, through the batcher when batching is on (the gRPC API calls this too)."""
+    def run(self, servable: Servable, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run a signature, through the batcher when batching is on."""
         batcher = self._batcher(servable, signature)
         return batcher.run(inputs) if batcher is not None else signature.run(inputs)
 
@@ -127,6 +253,57 @@ class PredictionService:
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.close()
+
+
+# TF Serving's words when a request names a signature the model lacks, per API (predict_util.cc,
+# classifier.cc / regressor.cc, multi_inference.cc); the available names follow as detail.
+_SIGNATURE_NOT_FOUND = {
+    "Predict": (FailedPrecondition, 'Serving signature key "{}" not found.'),
+    "Classify": (InvalidArgument, "No signature was found with the name: {}"),
+    "Regress": (InvalidArgument, "No signature was found with the name: {}"),
+    "MultiInference": (InvalidArgument, "Requested signature not found in model graph: {}"),
+}
+
+
+def _find_signature(servable: Servable, name: str, api: str) -> Signature:
+    key = name or DEFAULT_SIGNATURE
+    signature = servable.signatures.get(key)
+    if signature is None:
+        error, words = _SIGNATURE_NOT_FOUND[api]
+        raise error(words.format(key) + f" (model {servable.name!r} version {servable.version} has signatures "
+                    f"{sorted(servable.signatures)})")
+    return signature
+
+
+def _check_input_names(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    # TF Serving's VerifyRequestInputsSize, with its words.
+    if set(inputs) == set(signature.inputs):
+        return
+    sent, wanted = sorted(inputs), sorted(signature.inputs)
+    extra = [k for k in sent if k not in signature.inputs]
+    missing = [k for k in wanted if k not in inputs]
+    raise InvalidArgument(f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{','.join(sent)}}})"
+                          f" != len({{{','.join(wanted)}}}). Sent extra: {{{','.join(extra)}}}. Missing but required: "
+                          f"{{{','.join(missing)}}}.")
+
+
+def _output_aliases(signature: Signature, output_filter: Sequence[str]) -> list[str]:
+    if not output_filter:
+        return list(signature.outputs)
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise InvalidArgument(f"output tensor alias not found in signature: {alias} Outputs expected to be in the "
+                                  f"set {{{','.join(sorted(signature.outputs))}}}.")
+        if alias in seen:
+            raise InvalidArgument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    return list(output_filter)
+
+
+def _check_examples(serialized: Sequence[bytes]) -> None:
+    if not serialized:
+        raise InvalidArgument("Input is empty")
 
 
 def status_response(states: list[VersionState]) -> get_model_status_pb2.GetModelStatusResponse:

@@ -52,6 +52,9 @@ def parse_model_path(raw_path: bytes | str, method: str = "GET") -> ModelPath:
     """Parse a raw request path; raise InvalidArgument ('Malformed request', or a bad part)."""
     path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path
     path = path.split("?", 1)[0]
+    if method == "GET" and path.lower() == PREFIX.rstrip("/"):
+        # TF Serving's path grammar matches an empty model name; status and metadata then refuse it.
+        raise InvalidArgument("Missing model name in request.")
     if not path.lower().startswith(PREFIX):
         raise malformed(method, path)
     rest = path[len(PREFIX):]

@@ -143,8 +143,8 @@ def test_batching_parameters_defaults_are_tf_servings():
 
 
 @pytest.mark.parametrize("text,match", [
-    ("max_batch_size: 64", "not a valid BatchingParameters"),
-    ("max_batch_sise { value: 64 }", "not a valid BatchingParameters"),
+    ("max_batch_size: 64", "Error parsing text-format tensorflow.serving.BatchingParameters"),
+    ("max_batch_sise { value: 64 }", "Error parsing text-format tensorflow.serving.BatchingParameters"),
     ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must be increasing and end with max_batch_size 8"),
     ("pad_variable_length_inputs: true", "pad_variable_length_inputs is not supported"),
     ("num_batch_threads { value: 0 }", ">= 1"),

@@ -29,8 +29,13 @@ def test_flags_default_like_tf_serving():
 
 
 @pytest.mark.parametrize("argv,message", [
-    ([], "nothing to serve"),
-    (["--model_config_file=a", "--model_base_path=b"], "not both"),
+    ([], "Both server_options.model_base_path and server_options.model_config_file are empty!"),
+    (["--model_base_path=/m", "--batching_parameters_file=/b.config"],
+     "server_options.batching_parameters_file is set without setting server_options.enable_batching to true."),
+    (["--model_base_path=/m", "--ssl_config_file=/ssl.config"], "--ssl_config_file: TLS is not supported"),
+    (["--model_base_path=/m", "--enable_grpc_healthcheck_service"], "--enable_grpc_healthcheck_service: "),
+    (["--model_base_path=/m", "--grpc_channel_arguments=grpc.max_connection_age_ms"],
+     "'grpc.max_connection_age_ms' is not key=value"),
     (["--model_config_file=/nonexistent/models.config"], "cannot read model config file"),
     (["--model_base_path=/m", "--model_name=a/b"], "name must match"),
     (["--model_base_path=/m", "--enable_batching", "--batching_parameters_file=/nonexistent/b.config"],

@@ -27,9 +27,12 @@ def test_unknown_rank_accepts_any_rectangular_shape():
 
 
 @pytest.mark.parametrize("rows,match", [
-    ([{"ids": 1.5, "flag": True}], r"instances\[0\]\['ids'\] must be an integer"),
+    ([{"ids": 1.5, "flag": True}],
+     r"^JSON Value: 1.5 Type: Number is not of expected type: int32 \(instances\[0\]\['ids'\] of input 'ids' must be "
+     r"an integer\)"),
     ([{"ids": 2**40, "flag": True}], "out of range for DT_INT32"),
-    ([{"ids": 1, "flag": 1}], r"instances\[0\]\['flag'\] must be true or false"),
+    ([{"ids": 1, "flag": 1}],
+     r"^JSON Value: 1 Type: Number is not of expected type: bool \(instances\[0\]\['flag'\] of input 'flag' must be"),
 ])
 def test_integer_and_bool_checks(rows, match):
     with pytest.raises(InvalidArgument, match=match):
@@ -104,9 +107,9 @@ def test_bad_example_features(feature, match):
 
 def test_classification_results_without_classes_or_scores():
     scores = {"scores": np.array([[0.25, 0.75]], np.float32)}
-    assert examples.classification_results(scores, 1) == [[["", 0.25], ["", 0.75]]]
+    assert examples.classification_results(scores, 1) == [[("", 0.25), ("", 0.75)]]
     classes = {"classes": np.array([[b"a", b"b"]], dtype=object)}
-    assert examples.classification_results(classes, 1) == [[["a", 0.0], ["b", 0.0]]]
+    assert examples.classification_results(classes, 1) == [[("a", 0.0), ("b", 0.0)]]
     with pytest.raises(InvalidArgument, match=r"expected \[2, num_classes\]"):
         examples.classification_results(scores, 2)
 

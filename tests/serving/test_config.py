@@ -50,9 +50,12 @@ def test_single_model_config():
     assert (model.name, model.base_path, model.model_platform) == ("census", "base/census", "tensorflow")
 
 
+PARSE_ERROR = "Error parsing text-format tensorflow.serving.ModelServerConfig"  # TF Serving's words
+
+
 @pytest.mark.parametrize("text,match", [
-    ("model_config_list { config { name: 'a' base_path: '/x' } ", "not a valid ModelServerConfig"),
-    ("model_config_list { config { nme: 'a' } }", "not a valid ModelServerConfig"),
+    ("model_config_list { config { name: 'a' base_path: '/x' } ", PARSE_ERROR),
+    ("model_config_list { config { nme: 'a' } }", PARSE_ERROR),
     ("custom_model_config {}", "only model_config_list"),
     ("model_config_list { config { base_path: '/x' } }", "has no name"),
     ("model_config_list { config { name: 'a/b' base_path: '/x' } }", "name must match"),

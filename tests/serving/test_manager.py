@@ -139,7 +139,7 @@ def test_missing_base_path_then_first_version(zoo, tmp_path):
     try:
         with pytest.raises(NotFound, match=r"Servable not found for request: Latest\(later\)"):
             manager.resolve("later")
-        with pytest.raises(NotFound, match="could not find any versions"):
+        with pytest.raises(NotFound, match="Could not find any versions"):
             manager.version_states("later")
         install(zoo["single"], base, 1)
         manager.poll_once()

@@ -201,7 +201,7 @@ def test_unknown_model_version_and_label_as_tf_serving_answers(app_client):
 def test_a_model_without_a_loaded_version_is_404_servable_not_found(app_client):
     message = _error(app_client.post("/v1/models/empty:predict", json={"instances": [1]}), 404)
     assert message.startswith("Servable not found for request: Latest(empty)")
-    assert "could not find any versions" in _error(app_client.get("/v1/models/empty"), 404)
+    assert "Could not find any versions" in _error(app_client.get("/v1/models/empty"), 404)
 
 
 @pytest.mark.parametrize("method,path", [
@@ -299,8 +299,8 @@ def test_rest_api_timeout_answers_504(zoo, tmp_path):
     install(zoo["single"], str(tmp_path / "single"), 1)
     app = create_app(ModelManager(server_config({"single": str(tmp_path / "single")}), poll_wait_seconds=0),
                      timeout_ms=200)
-    slow = app.state.service.predict
-    app.state.service.predict = lambda path, body: (time.sleep(1.0), slow(path, body))[1]  # a hung model
+    slow = app.state.rest.predict
+    app.state.rest.predict = lambda path, body: (time.sleep(1.0), slow(path, body))[1]  # a hung model
     with TestClient(app) as client:
         started = time.monotonic()
         response = client.post("/v1/models/single:predict", json={"instances": [[1.0, 2.0, 3.0]]})
