@@ -34,7 +34,7 @@ from serving.errors import InvalidArgument, ServingError
 from serving.manager import ModelManager
 from serving.servable import CLASSIFY_METHOD, Servable
 from serving.service import Classification, InferenceTask, PredictionService, Regression, Target
-from serving.tensor_proto import fill_tensor_proto, to_ndarrays
+from serving.tensor_proto import fill_tensor_proto, fill_typed_tensor_proto, to_ndarrays
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +108,9 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
                                        _read_tensors(request.inputs), list(request.output_filter))
         response = predict_pb2.PredictResponse()
         _reply_spec(response.model_spec, answer.servable, answer.signature.key)
+        fill = fill_tensor_proto if self._tensor_content else fill_typed_tensor_proto
         for key, value in answer.outputs.items():
-            fill_tensor_proto(response.outputs[key], value)
+            fill(response.outputs[key], value)
         return response
 
     @_guard

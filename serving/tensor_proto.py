@@ -103,7 +103,9 @@ def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
 
 
 def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
-    """Write ``array`` into the empty ``proto`` in place (a response's map entry: no copy of the message)."""
+    """Write ``array`` into the empty ``proto`` in place (a response's map entry: no copy of the message), in
+    ``tf.make_tensor_proto``'s layout: numbers in ``tensor_content`` (TF Serving's
+    ``--enable_serialization_as_tensor_content``; :func:`fill_typed_tensor_proto` is its default)."""
     array = np.asarray(array)
     if array.dtype.kind in ("O", "S"):
         values = array.ravel().tolist()
@@ -119,6 +121,78 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
     proto.dtype = enum
     _fill_shape(proto, array.shape)
     proto.tensor_content = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+# numpy dtype -> (dtype enum, the repeated field TensorFlow's Tensor::AsProtoField writes, the numpy view of
+# the values it stores there). From tensorflow/core/framework/tensor.cc (ProtoHelper / PROTO_TRAITS): the
+# small integers share int_val, half and bfloat16 store their 16-bit patterns in half_val, a complex
+# number is two consecutive reals.
+_TYPED_FIELDS: dict[np.dtype, tuple[int, str, np.dtype]] = {
+    np.dtype(np.float32): (types_pb2.DT_FLOAT, "float_val", np.dtype(np.float32)),
+    np.dtype(np.float64): (types_pb2.DT_DOUBLE, "double_val", np.dtype(np.float64)),
+    np.dtype(np.int32): (types_pb2.DT_INT32, "int_val", np.dtype(np.int32)),
+    np.dtype(np.int16): (types_pb2.DT_INT16, "int_val", np.dtype(np.int16)),
+    np.dtype(np.int8): (types_pb2.DT_INT8, "int_val", np.dtype(np.int8)),
+    np.dtype(np.uint16): (types_pb2.DT_UINT16, "int_val", np.dtype(np.uint16)),
+    np.dtype(np.uint8): (types_pb2.DT_UINT8, "int_val", np.dtype(np.uint8)),
+    np.dtype(np.int64): (types_pb2.DT_INT64, "int64_val", np.dtype(np.int64)),
+    np.dtype(np.uint32): (types_pb2.DT_UINT32, "uint32_val", np.dtype(np.uint32)),
+    np.dtype(np.uint64): (types_pb2.DT_UINT64, "uint64_val", np.dtype(np.uint64)),
+    np.dtype(np.bool_): (types_pb2.DT_BOOL, "bool_val", np.dtype(np.bool_)),
+    np.dtype(np.float16): (types_pb2.DT_HALF, "half_val", np.dtype(np.uint16)),
+    np.dtype(tf.bfloat16.as_numpy_dtype): (types_pb2.DT_BFLOAT16, "half_val", np.dtype(np.uint16)),
+    np.dtype(np.complex64): (types_pb2.DT_COMPLEX64, "scomplex_val", np.dtype(np.float32)),
+    np.dtype(np.complex128): (types_pb2.DT_COMPLEX128, "dcomplex_val", np.dtype(np.float64)),
+}
+
+
+def fill_typed_tensor_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Write ``array`` into the empty ``proto`` as TF Serving writes Predict outputs (``Tensor::AsProtoField``).
+
+    Every value goes into its dtype's repeated field (``float_val``, ``int64_val``, ``string_val``,
+    ``half_val`` ...), none into ``tensor_content``: clients written for TF Serving read
+    ``response.outputs[key].float_val`` directly. Dtypes TF Serving cannot return in a typed field
+    (resource, variant) keep TensorFlow's own conversion.
+    """
+    array = np.asarray(array)
+    if array.dtype.kind in ("O", "S", "U"):
+        values = array.ravel().tolist()
+        if all(isinstance(v, bytes) for v in values) or all(isinstance(v, str) for v in values):
+            proto.dtype = types_pb2.DT_STRING
+            _fill_shape(proto, array.shape)
+            proto.string_val.extend(v if isinstance(v, bytes) else v.encode("utf-8") for v in values)
+            return
+    typed = _TYPED_FIELDS.get(array.dtype)
+    if typed is None:
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return
+    enum, field, stored = typed
+    proto.dtype = enum
+    _fill_shape(proto, array.shape)
+    flat = np.ascontiguousarray(array).reshape(-1).view(stored)
+    if not flat.size:
+        return
+    if field in _PACKED_FLOATS:
+        # Floats as protobuf's packed wire format, parsed in one call: extending float_val from Python
+        # costs ~3.9 ms for a [1024, 64] output, this ~0.04 ms (bench/serving.py).
+        payload = flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes()
+        proto.MergeFromString(_PACKED_FLOATS[field] + _varint(len(payload)) + payload)
+    else:  # varint fields: a vectorised varint encoder measured no faster than extend
+        getattr(proto, field).extend(flat.tolist())
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# The tag (wire type 2: a packed repeated field) of each field stored as little-endian fixed-width values.
+_PACKED_FLOATS = {name: _varint(tensor_pb2.TensorProto.DESCRIPTOR.fields_by_name[name].number << 3 | 2)
+                  for name in ("float_val", "double_val", "scomplex_val", "dcomplex_val")}
 
 
 def _fill_shape(proto: tensor_pb2.TensorProto, shape: tuple[int, ...]) -> None:

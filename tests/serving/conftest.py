@@ -7,9 +7,13 @@ versions out of it (a copy is much cheaper than a save).
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -254,3 +258,81 @@ def running_server(app, *, timeout: float = 60.0):
         server.should_exit = True
         thread.join(timeout)
         sock.close()
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+START_TIMEOUT = 240.0  # seconds for a server process to come up on 2 busy cores
+
+
+class ServerProcess:
+    """One ``python -m serving FLAGS`` process in the repository; its stderr is read line by line, with
+    arrival times. ``wait_ready`` waits for the REST API and fills ``rest_url`` / ``grpc_target``."""
+
+    def __init__(self, *flags: str, env: dict[str, str] | None = None):
+        self.process = subprocess.Popen([sys.executable, "-m", "serving", *flags], cwd=REPO,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        env=env if env is not None else dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        self.lines: list[tuple[float, str]] = []
+        self.rest_url = ""  # http://host:port
+        self.grpc_target = ""  # host:port, when a gRPC TCP port is open
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in iter(self.process.stderr.readline, ""):
+            self.lines.append((time.monotonic(), line))
+
+    @property
+    def log(self) -> str:
+        return "".join(line for _, line in list(self.lines))
+
+    def wait_for(self, pattern: str, timeout: float = START_TIMEOUT) -> tuple[float, re.Match]:
+        """The arrival time and match of the first log line matching ``pattern``."""
+        deadline, seen = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            lines = list(self.lines)
+            for at, line in lines[seen:]:
+                match = re.search(pattern, line)
+                if match:
+                    return at, match
+            seen = len(lines)
+            if self.process.poll() is not None and not self._reader.is_alive() and seen == len(self.lines):
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matches {pattern!r} (exit status {self.process.poll()}):\n{self.log}")
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> ServerProcess:
+        """Wait until the REST API is up (the last port to open); note where both APIs listen."""
+        self.wait_for("Application startup complete", timeout)
+        self.rest_url = self.wait_for(r"REST API at (http://\S+?)/v1", 1)[1].group(1)
+        grpc_at = re.search(r"gRPC API at (\S+:\d+) ", self.log)
+        self.grpc_target = grpc_at.group(1) if grpc_at else ""
+        return self
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        returncode = self.process.wait(timeout)
+        self._reader.join(10)
+        return returncode
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._reader.join(10)
+
+
+@contextmanager
+def server_process(flags: Sequence[str], *, env: dict[str, str] | None = None,
+                   timeout: float = START_TIMEOUT) -> Iterator[ServerProcess]:
+    """A :class:`ServerProcess` whose REST API is up; stopped (terminated, then killed) on exit."""
+    server = ServerProcess(*flags, env=env)
+    try:
+        yield server.wait_ready(timeout)
+    finally:
+        server.stop()

@@ -1,21 +1,13 @@
 """``python -m serving``: flags, configuration errors, and a real process stopped by SIGTERM."""
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 
 import httpx
 import pytest
 
 from serving import cli
 
-from .conftest import install
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from .conftest import install, server_process
 
 
 def test_flags_default_like_tf_serving():
@@ -49,33 +41,16 @@ def test_configuration_errors_exit_2_with_a_message(argv, message, capsys):
 def test_server_process_serves_and_stops_gracefully_on_sigterm(zoo, tmp_path):
     base = str(tmp_path / "single")
     install(zoo["single"], base, 1)
-    command = [sys.executable, "-m", "serving", "--model_name=single", f"--model_base_path={base}",
-               "--rest_api_port=0", "--port=-1", "--file_system_poll_wait_seconds=0", "--log_level=INFO"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
-        url = None
-        deadline = time.monotonic() + 120
-        while url is None and time.monotonic() < deadline and process.poll() is None:
-            ready = any("Application startup complete" in line for line in lines)
-            found = [m.group(1) for line in lines for m in [re.search(r"REST API at (http://\S+?)/v1", line)] if m]
-            url = found[0] if found and ready else None
-            time.sleep(0.1)
-        assert url and url.startswith("http://127.0.0.1:"), "".join(lines)
+    with server_process(["--model_name=single", f"--model_base_path={base}", "--rest_api_port=0", "--port=-1",
+                         "--file_system_poll_wait_seconds=0", "--log_level=INFO"]) as server:
+        url = server.rest_url
+        assert url.startswith("http://127.0.0.1:"), server.log
         response = httpx.post(f"{url}/v1/models/single:predict", json={"instances": [[1.0, 2.0, 3.0]]}, timeout=30)
         assert response.status_code == 200 and response.json() == {"predictions": [4.75]}
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         # uvicorn shuts down cleanly, then re-raises the signal so the exit status still says SIGTERM.
-        assert process.wait(timeout=60) in (0, -signal.SIGTERM)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-    reader.join(10)
-    log = "".join(lines)
+        assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)
+    log = server.log
     for step in ("version 1 is AVAILABLE", "Shutting down", "Application shutdown complete", "version 1 unloaded",
                  "Finished server process"):
         assert step in log, log

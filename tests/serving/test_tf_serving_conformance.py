@@ -10,13 +10,11 @@ import gzip
 import json
 import os
 import re
-import subprocess
-import sys
-import threading
-import time
 
 import httpx
 import pytest
+
+from .conftest import server_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(REPO, "tests", "serving", "testdata", "tf_serving")
@@ -37,35 +35,16 @@ def server(tmp_path_factory):
 """)
     monitoring = root / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/monitoring/prometheus/metrics" }\n')
-    command = [sys.executable, "-m", "serving", "--port=0", "--rest_api_port=0", f"--model_config_file={config}",
-               "--model_config_file_poll_wait_seconds=60", "--enable_batching=false", "--enable_model_warmup",
-               "--rest_api_timeout_in_ms=30000", "--saved_model_tags=serve", f"--monitoring_config_file={monitoring}",
-               "--rest_api_num_threads=8", "--tensorflow_intra_op_parallelism=1", "--file_system_poll_wait_seconds=0"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
-        url, deadline = None, time.monotonic() + 120
-        while url is None and time.monotonic() < deadline and process.poll() is None:
-            found = [m.group(1) for line in lines for m in [re.search(r"REST API at (http://\S+?)/v1", line)] if m]
-            if found and any("Application startup complete" in line for line in lines):
-                url = found[0]
-            time.sleep(0.1)
-        assert url, "".join(lines)
-        grpc_port = [m.group(1) for line in lines for m in [re.search(r"gRPC API at 127.0.0.1:(\d+)", line)] if m]
-        assert grpc_port, "".join(lines)
-        with httpx.Client(base_url=url, timeout=30) as client:
-            client.grpc_target = f"127.0.0.1:{grpc_port[0]}"
-            yield client, lines
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    flags = ["--port=0", "--rest_api_port=0", f"--model_config_file={config}",
+             "--model_config_file_poll_wait_seconds=60", "--enable_batching=false", "--enable_model_warmup",
+             "--rest_api_timeout_in_ms=30000", "--saved_model_tags=serve", f"--monitoring_config_file={monitoring}",
+             "--rest_api_num_threads=8", "--tensorflow_intra_op_parallelism=1", "--file_system_poll_wait_seconds=0"]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    with server_process(flags, env=env) as process:
+        assert process.grpc_target.startswith("127.0.0.1:"), process.log
+        with httpx.Client(base_url=process.rest_url, timeout=30) as client:
+            client.grpc_target = process.grpc_target
+            yield client, process
 
 
 def _post(client, path, body):
@@ -160,8 +139,8 @@ def test_gzip_body_and_metrics_under_tf_serving_names(server):
 
 
 def test_start_up_is_quiet(server):
-    _, lines = server
-    log = "".join(lines)
+    _, process = server
+    log = process.log
     for noise in ("Traceback", "FutureWarning", "DeprecationWarning", "cuda", "CUDA", "is deprecated"):
         assert noise not in log, log
 

@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
-import subprocess
-import sys
 import threading
-import time
 
 import grpc
 import httpx
@@ -40,9 +36,8 @@ from serving.manager import AVAILABLE, ModelManager
 from serving.servable import TFLITE_FILE, Servable, SignatureDef
 from serving.tflite import TfLiteServable, TfLiteSignature
 
-from .conftest import server_config
+from .conftest import server_config, server_process
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ATOL = 1e-5
 
 
@@ -414,29 +409,11 @@ def test_prefer_serves_model_tflite_over_the_saved_model_and_falls_back_without_
 def test_server_process_with_prefer_tflite_model_predicts_over_rest(lite, tmp_path):
     base = tmp_path / "keras"
     shutil.copytree(lite["paths"]["keras"], base / "3")
-    command = [sys.executable, "-m", "serving", "--model_name=keras", f"--model_base_path={base}",
-               "--prefer_tflite_model=true", "--rest_api_port=0", "--port=-1", "--file_system_poll_wait_seconds=0"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
-        url = None
-        deadline = time.monotonic() + 120
-        while url is None and time.monotonic() < deadline and process.poll() is None:
-            ready = any("Application startup complete" in line for line in lines)
-            found = [m.group(1) for line in lines for m in [re.search(r"REST API at (http://\S+?)/v1", line)] if m]
-            url = found[0] if found and ready else None
-            time.sleep(0.1)
-        assert url, "".join(lines)
+    with server_process(["--model_name=keras", f"--model_base_path={base}", "--prefer_tflite_model=true",
+                         "--rest_api_port=0", "--port=-1", "--file_system_poll_wait_seconds=0"]) as server:
         x = [[0.5, -1.0, 2.0, 0.0]]
-        response = httpx.post(f"{url}/v1/models/keras:predict", json={"instances": x}, timeout=30)
+        response = httpx.post(f"{server.rest_url}/v1/models/keras:predict", json={"instances": x}, timeout=30)
         assert response.status_code == 200, response.text
         expected = lite["keras"].predict({"x": np.array(x, np.float32)}, verbose=0)["score"]
         np.testing.assert_allclose(response.json()["predictions"], expected, atol=ATOL)
-    finally:
-        process.kill()
-        process.wait(10)
-    reader.join(10)
-    assert any("TF Lite model" in line for line in lines), "".join(lines)
+    assert "TF Lite model" in server.log, server.log
