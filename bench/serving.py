@@ -32,6 +32,8 @@ Then a soak (``--soak-seconds``) sends census requests from 8
 threads while a new version is copied into the model's base path halfway
 through (hot swap): errors, versions seen and the server's RSS are recorded.
 The machine may be shared: the load average is recorded beside every cell.
+First, in this process, what writing the Predict outputs costs in TF Serving's typed fields against
+``tensor_content`` at batch 256 and 1024 (:func:`encoding_cost`).
 Writes ``bench/results/serving.{json,md}`` (each finished cell is saved at once).
 """
 
@@ -403,6 +405,44 @@ def _get(hostport: str, path: str) -> bytes:
     return data
 
 
+# --------------------------------------------------------------------------- response encoding
+
+
+def encoding_cost(batches: Sequence[int] = (256, 1024), reps: int = 200) -> list[dict]:
+    """Median µs to write a PredictResponse's outputs and serialize it, tensor_content vs TF Serving's typed fields.
+
+    The outputs: two task probabilities [B, 1] (the census model's), a float32 [B, 64] embedding and
+    int64 [B, 16] item ids (a retrieval model's top-k), so both the packed float path and the varint
+    fields are measured.
+    """
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving.tensor_proto import fill_tensor_proto, fill_typed_tensor_proto
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in batches:
+        shapes = {"floats": {"income_50k": (batch, 1), "never_married": (batch, 1), "embedding": (batch, 64)},
+                  "int64 ids": {"top_items": (batch, 16)}}
+        for kind, outputs in shapes.items():
+            arrays = {k: rng.random(shape).astype(np.float32) if kind == "floats"
+                      else rng.integers(0, 10**6, size=shape) for k, shape in outputs.items()}
+            row = {"batch": batch, "outputs": kind}
+            for layout, fill in (("tensor_content", fill_tensor_proto), ("typed", fill_typed_tensor_proto)):
+                times = []
+                for _ in range(reps):
+                    started = time.perf_counter()
+                    response = predict_pb2.PredictResponse()
+                    for key, value in arrays.items():
+                        fill(response.outputs[key], value)
+                    size = len(response.SerializeToString())
+                    times.append(time.perf_counter() - started)
+                row[f"{layout}_us"] = round(float(np.median(times)) * 1e6, 1)
+                row[f"{layout}_bytes"] = size
+            rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -431,6 +471,17 @@ def markdown(report: dict) -> str:
                          f"{cell['p99_ms']:.2f} | {cell['req_s']:.0f} | {cell.get('server_cpu_ms_per_req', '-')} | "
                          f"{cell['errors']} | {cell['load']} | {cell.get('other_pct', '-')} | "
                          f"{cell.get('steal_pct', '-')} |")
+        lines.append("")
+    if "encoding" in report:
+        lines += ["## Encoding gRPC Predict outputs", "",
+                  "A PredictResponse filled and serialized in this process (median µs of 200): TF Serving's "
+                  "layout, every value in its typed field (`float_val`, `int64_val`, as `Tensor::AsProtoField` "
+                  "writes it; the default), against `tensor_content` (`--enable_serialization_as_tensor_content`).",
+                  "", "| batch | outputs | tensor_content µs | typed µs | bytes (content / typed) |",
+                  "|---:|---|---:|---:|---:|"]
+        for row in report["encoding"]:
+            lines.append(f"| {row['batch']} | {row['outputs']} | {row['tensor_content_us']} | {row['typed_us']} | "
+                         f"{row['tensor_content_bytes']:,} / {row['typed_bytes']:,} |")
         lines.append("")
     if "soak" in report:
         s = report["soak"]
@@ -532,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = tempfile.mkdtemp(prefix="tfmtl-serving-bench-")
     process = None
     try:
+        report["encoding"] = encoding_cost()
+        print(json.dumps(report["encoding"]), flush=True)
         print("[census] train + export ...", flush=True)
         version_dir, arrays, report["meta"]["census"] = census_export(args.rows, os.path.join(workdir, "export"))
         census_base = os.path.join(workdir, "census")
