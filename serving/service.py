@@ -48,7 +48,9 @@ _ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 # Predict serves any of the three methods (TF Serving's predict_util.cc, VerifySignature).
 _PREDICT_METHODS = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
 
-InputReader = Callable[[Mapping[str, TensorInfo]], Mapping[str, np.ndarray]]
+# A transport's decoder: the signature's input specs in, one array per input out. A name the request
+# sends that the signature lacks may map to None: the service names it in TF Serving's size error.
+InputReader = Callable[[Mapping[str, TensorInfo]], Mapping[str, np.ndarray | None]]
 
 
 @dataclass(frozen=True)

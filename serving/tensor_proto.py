@@ -5,7 +5,9 @@ dtype lookups and argument handling; a census request has 39 inputs, so the
 two cost about 1 ms of a 5 ms request. These functions handle the dtypes
 requests carry (float, double, int32, int64, bool, string) directly and hand
 every other dtype to TensorFlow's functions, so the result is always the one
-TensorFlow gives.
+TensorFlow gives. Responses are written as TF Serving writes them
+(:func:`fill_typed_tensor_proto`: every value in its dtype's typed field), or in
+``tensor_content`` (:func:`fill_tensor_proto`, ``--enable_serialization_as_tensor_content``).
 
 Example:
 
@@ -13,6 +15,10 @@ Example:
 >>> proto = to_tensor_proto(np.array([[1.5, 2.0]], np.float32))
 >>> to_ndarray(proto)
 array([[1.5, 2. ]], dtype=float32)
+>>> typed = tensor_pb2.TensorProto()
+>>> fill_typed_tensor_proto(typed, np.array([[1.5, 2.0]], np.float32))
+>>> list(typed.float_val), typed.tensor_content
+([1.5, 2.0], b'')
 """
 
 from __future__ import annotations
