@@ -11,7 +11,6 @@ Flags share TF Serving's names where TF Serving has them::
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import re
@@ -172,7 +171,6 @@ def build_app(args: argparse.Namespace):
     from serving.manager import ModelManager
     from serving.metrics import ServingMetrics, load_monitoring_config
     from serving.servable import TFLITE_OFF, TFLITE_ONLY, TFLITE_PREFER
-    from serving.tflite import load_version
 
     for flag, reason in _REFUSED_FLAGS.items():
         if getattr(args, flag):
@@ -197,9 +195,7 @@ def build_app(args: argparse.Namespace):
     tflite = TFLITE_ONLY if args.use_tflite_model else TFLITE_PREFER if args.prefer_tflite_model else TFLITE_OFF
     manager = ModelManager(server_config, poll_wait_seconds=args.file_system_poll_wait_seconds,
                            enable_warmup=args.enable_model_warmup,
-                           loader=functools.partial(load_version, tags=tags, tflite=tflite,
-                                                    pool_size=args.num_tflite_pools or None),
-                           tflite=tflite)
+                           tflite=tflite, tags=tags, tflite_pool_size=args.num_tflite_pools or None)
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         manager.watch_config(lambda: config_lib.load_model_server_config(args.model_config_file),
                              args.model_config_file_poll_wait_seconds)
@@ -289,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grpc_server = None
     if args.port >= 0 or args.grpc_socket_path:
         try:
-            grpc_server, grpc_port = start_grpc_server(
+            grpc_server, grpc_port, grpc_services = start_grpc_server(
                 manager, app.state.service, args.rest_api_host, args.port, socket_path=args.grpc_socket_path,
                 max_workers=args.grpc_max_threads or 16, channel_arguments=channel_arguments,
                 tensor_content=args.enable_serialization_as_tensor_content, enable_profiler=args.enable_profiler)
@@ -298,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             manager.stop()
             sock.close()
             return 2
-        services = "PredictionService, ModelService" + (", ProfilerService" if args.enable_profiler else "")
+        services = ", ".join(grpc_services)
         if args.port >= 0:
             logger.info("gRPC API at %s:%d (%s)", args.rest_api_host, grpc_port, services)
         if args.grpc_socket_path:

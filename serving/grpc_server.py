@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent import futures
+from typing import NamedTuple
 
 import grpc
 from tensorflow_serving.apis import (
@@ -85,14 +86,11 @@ def _read_tensors(tensors):
     """The service's input reader for a PredictRequest's map of TensorProtos."""
 
     def read(inputs):
-        # Only the signature's names are converted; the service names extra and missing ones.
-        names = [k for k in inputs if k in tensors]
+        # The service has checked the names (sent_names): every input of the signature is there.
         try:
-            arrays = to_ndarrays(tensors, names)
+            return to_ndarrays(tensors, list(inputs))
         except (TypeError, ValueError) as e:
             raise InvalidArgument(f"input tensor cannot be read: {e}") from None
-        arrays.update((k, None) for k in tensors if k not in inputs)
-        return arrays
 
     return read
 
@@ -105,7 +103,8 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guard
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
         answer = self._service.predict(_target(request.model_spec), request.model_spec.signature_name,
-                                       _read_tensors(request.inputs), list(request.output_filter))
+                                       _read_tensors(request.inputs), list(request.output_filter),
+                                       sent_names=request.inputs.keys())
         response = predict_pb2.PredictResponse()
         _reply_spec(response.model_spec, answer.servable, answer.signature.key)
         fill = fill_tensor_proto if self._tensor_content else fill_typed_tensor_proto
@@ -191,13 +190,21 @@ class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))
 
 
+class GrpcEndpoint(NamedTuple):
+    """A started gRPC server: the server, its TCP port (0: none) and the services it answers."""
+
+    server: grpc.Server
+    port: int
+    services: tuple[str, ...]
+
+
 def start_grpc_server(manager: ModelManager, service: PredictionService, host: str, port: int, *,
                       max_workers: int = 16, socket_path: str = "",
                       channel_arguments: Sequence[tuple[str, int | str]] = (),
-                      tensor_content: bool = False, enable_profiler: bool = True) -> tuple[grpc.Server, int]:
+                      tensor_content: bool = False, enable_profiler: bool = True) -> GrpcEndpoint:
     """Serve both services on ``host:port`` (0 picks a free port, < 0 opens no TCP port) and on the Unix
-    domain socket ``socket_path`` when given (``--grpc_socket_path``); returns the started server and its
-    TCP port (0 when none).
+    domain socket ``socket_path`` when given (``--grpc_socket_path``); returns the started server, its
+    TCP port (0 when none) and the names of the services it serves (the profiler's only when it loaded).
 
     ``channel_arguments`` are grpc server options (``--grpc_channel_arguments``); they override the
     defaults here (no message size limits, as TF Serving's, and no SO_REUSEPORT so a port in use is an
@@ -215,10 +222,12 @@ def start_grpc_server(manager: ModelManager, service: PredictionService, host: s
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionServicer(service, tensor_content),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(manager, service), server)
+    services = ["PredictionService", "ModelService"]
     if enable_profiler:  # --enable_profiler, on by default as in TF Serving: tensorflow.ProfilerService
         from serving.profiler_service import add_profiler_service
 
-        add_profiler_service(server)
+        if add_profiler_service(server):
+            services.append("ProfilerService")
     addresses = []
     if port >= 0:
         addresses.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
@@ -235,7 +244,7 @@ def start_grpc_server(manager: ModelManager, service: PredictionService, host: s
         if not address.startswith("unix:"):
             bound = result
     server.start()
-    return server, bound
+    return GrpcEndpoint(server, bound, tuple(services))
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:

@@ -15,14 +15,15 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import tensorflow as tf
 
 from serving import config as config_lib
 from serving.errors import InvalidArgument, NotFound, ServingError, tf_code_name
-from serving.servable import TFLITE_MODES, TFLITE_OFF, Servable, has_model, missing_model_message
+from serving.servable import SERVE_TAG, TFLITE_MODES, TFLITE_OFF, Servable, has_model, missing_model_message
+from serving.tflite import load_version
 from serving.warmup import WarmupError, run_warmup
 
 logger = logging.getLogger(__name__)
@@ -76,16 +77,16 @@ class ModelManager:
     """Serves the versions a ``ModelServerConfig`` asks for and keeps them current."""
 
     def __init__(self, server_config: config_lib.ModelServerConfig, *, poll_wait_seconds: float = 1.0,
-                 enable_warmup: bool = True, loader: Loader = Servable.load, tflite: str = TFLITE_OFF):
-        # tflite: which files make a version directory loadable (serving.servable.TFLITE_MODES); the
-        # loader must agree (serving.tflite.load_version with the same mode).
+                 enable_warmup: bool = True, tflite: str = TFLITE_OFF, tags: Sequence[str] = (SERVE_TAG,),
+                 tflite_pool_size: int | None = None, loader: Loader | None = None):
+        # tflite (serving.servable.TFLITE_MODES) decides both which files make a version directory
+        # loadable and how it is loaded (serving.tflite.load_version); ``loader`` replaces the latter
+        # (tests), and must then agree with the mode.
         if tflite not in TFLITE_MODES:
             raise ValueError(f"tflite must be one of {TFLITE_MODES}, got {tflite!r}")
         self._tflite = tflite
-        if tflite != TFLITE_OFF and loader == Servable.load:  # a classmethod: equal, never identical
-            from serving.tflite import load_version
-
-            loader = functools.partial(load_version, tflite=tflite)
+        if loader is None:
+            loader = functools.partial(load_version, tags=tuple(tags), tflite=tflite, pool_size=tflite_pool_size)
         self._poll_wait = poll_wait_seconds
         self._enable_warmup = enable_warmup
         self._loader = loader

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +48,8 @@ _ModelVersionStatus = get_model_status_pb2.ModelVersionStatus
 # Predict serves any of the three methods (TF Serving's predict_util.cc, VerifySignature).
 _PREDICT_METHODS = (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD)
 
-# A transport's decoder: the signature's input specs in, one array per input out. A name the request
-# sends that the signature lacks may map to None: the service names it in TF Serving's size error.
-InputReader = Callable[[Mapping[str, TensorInfo]], Mapping[str, np.ndarray | None]]
+# A transport's decoder: the signature's input specs in, one array per input out.
+InputReader = Callable[[Mapping[str, TensorInfo]], Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -142,18 +141,23 @@ class PredictionService:
     # ------------------------------------------------------------------ inference
 
     def predict(self, target: Target, signature_name: str, read_inputs: InputReader,
-                output_filter: Sequence[str] = ()) -> Prediction:
+                output_filter: Sequence[str] = (), sent_names: Collection[str] | None = None) -> Prediction:
         """Run a signature on the arrays ``read_inputs(signature.inputs)`` returns.
 
         ``read_inputs`` is the transport's decoder: it gets the signature's input specs (the JSON
         codec needs their dtypes) and returns one array per input. ``output_filter`` names the
-        outputs to return (all when empty).
+        outputs to return (all when empty). ``sent_names``: the input names a request carries when
+        the transport knows them before decoding (gRPC's map); they are checked against the
+        signature first, as TF Serving's VerifyRequestInputsSize does, so nothing is decoded for a
+        request that names the wrong inputs.
         """
         servable = self.resolve(target)
         signature = _find_signature(servable, signature_name, "Predict")
         if self.method_name_check and signature.method_name not in _PREDICT_METHODS:
             raise Internal(f"Expected prediction signature method_name to be one of {{{', '.join(_PREDICT_METHODS)}}}"
                            f". Was: {signature.method_name}")
+        if sent_names is not None:
+            _check_input_names(signature, sent_names)
         inputs = read_inputs(signature.inputs)
         _check_input_names(signature, inputs)
         wanted = _output_aliases(signature, output_filter)
@@ -277,7 +281,7 @@ def _find_signature(servable: Servable, name: str, api: str) -> Signature:
     return signature
 
 
-def _check_input_names(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+def _check_input_names(signature: Signature, inputs: Collection[str]) -> None:
     # TF Serving's VerifyRequestInputsSize, with its words.
     if set(inputs) == set(signature.inputs):
         return

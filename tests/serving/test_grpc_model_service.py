@@ -23,7 +23,7 @@ def stubs(zoo, tmp_path):
     install(zoo["single"], other, 4)
     manager = ModelManager(server_config({"single": single}), poll_wait_seconds=0)
     manager.start()
-    server, port = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", 0, max_workers=2)
+    server, port, _ = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", 0, max_workers=2)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         yield (model_service_pb2_grpc.ModelServiceStub(channel),
@@ -92,7 +92,7 @@ def test_the_services_are_served_on_a_unix_socket_too(zoo, tmp_path):
     manager = ModelManager(server_config({"single": base}), poll_wait_seconds=0)
     manager.start()
     socket_path = str(tmp_path / "grpc.sock")
-    server, port = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", -1, socket_path=socket_path,
+    server, port, _ = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", -1, socket_path=socket_path,
                                      channel_arguments=[("grpc.max_connection_age_ms", 2000)])
     channel = grpc.insecure_channel(f"unix:{socket_path}")
     try:

@@ -58,8 +58,8 @@ def served(zoo, tmp_path_factory):
     manager.start()
     manager.wait_until_available()  # raises if a model failed to load
     service = PredictionService(manager)
-    typed, typed_port = start_grpc_server(manager, service, "127.0.0.1", 0, max_workers=2, enable_profiler=False)
-    content, content_port = start_grpc_server(manager, service, "127.0.0.1", 0, max_workers=2,
+    typed, typed_port, _ = start_grpc_server(manager, service, "127.0.0.1", 0, max_workers=2, enable_profiler=False)
+    content, content_port, _ = start_grpc_server(manager, service, "127.0.0.1", 0, max_workers=2,
                                               tensor_content=True, enable_profiler=False)
     channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for port in (typed_port, content_port)]
     try:

@@ -29,7 +29,7 @@ def server(zoo, tmp_path):
     install(zoo["single"], base, 1)
     manager = ModelManager(server_config({"single": base}), poll_wait_seconds=0)
     manager.start()
-    grpc_server, port = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", 0, max_workers=4)
+    grpc_server, port, _ = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", 0, max_workers=4)
     try:
         yield port
     finally:
@@ -130,7 +130,7 @@ def test_disabled_profiler_is_not_served(zoo, tmp_path):
     install(zoo["single"], base, 1)
     manager = ModelManager(server_config({"single": base}), poll_wait_seconds=0)
     manager.start()
-    grpc_server, port = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", 0, max_workers=2,
+    grpc_server, port, _ = start_grpc_server(manager, PredictionService(manager), "127.0.0.1", 0, max_workers=2,
                                           enable_profiler=False)
     try:
         m = _messages()

@@ -210,7 +210,7 @@ def test_rest_and_grpc_agree_on_the_check(tf2_base, check):
     manager = ModelManager(server_config({"tf2": tf2_base}), poll_wait_seconds=0)
     app = create_app(manager, method_name_check=check)
     with TestClient(app) as client:
-        server, port = start_grpc_server(manager, app.state.service, "127.0.0.1", 0, max_workers=2)
+        server, port, _ = start_grpc_server(manager, app.state.service, "127.0.0.1", 0, max_workers=2)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         try:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

@@ -495,13 +495,20 @@ def _assert_same(got: np.ndarray, expected: np.ndarray, what: str) -> None:
         assert got.tolist() == expected.tolist(), what
 
 
+def _x_is_two(model: str, signature: str = "serving_default") -> predict_pb2.PredictRequest:
+    """VerifyPredictRequest's request (tensorflow_model_server_test.py): ``x`` = [2.0] in ``float_val``."""
+    request = predict_pb2.PredictRequest()
+    _spec(request.model_spec, model, signature)
+    request.inputs["x"].dtype = types_pb2.DT_FLOAT
+    request.inputs["x"].float_val.append(2.0)
+    request.inputs["x"].tensor_shape.dim.add().size = 1
+    return request
+
+
 def _predict_request(model: str, signature: str, inputs: dict, *, typed: bool = False, label: str = "",
                      version: int | None = None) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = signature
-    if label:
-        request.model_spec.version_label = label
+    _spec(request.model_spec, model, signature, label)
     if version is not None:
         request.model_spec.version.value = version
     for name, array in inputs.items():
@@ -635,12 +642,7 @@ def test_mnist_client_style_read_and_model_spec(zoo):
 def test_mnist_client_reads_the_answer_from_float_val(zoo):
     """mnist_client.py's ``numpy.array(result.outputs['scores'].float_val)`` and VerifyPredictRequest's
     ``result.outputs['y'].float_val[0]``: TF Serving writes outputs in the typed fields."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "half_plus_two"
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["x"].dtype = types_pb2.DT_FLOAT
-    request.inputs["x"].float_val.append(2.0)
-    request.inputs["x"].tensor_shape.dim.add().size = 1
+    request = _x_is_two("half_plus_two")
     request.output_filter.append("y")
     result = zoo.prediction.Predict(request, RPC_TIMEOUT)
     assert types_pb2.DT_FLOAT == result.outputs["y"].dtype
@@ -662,12 +664,7 @@ def test_predict_over_the_unix_socket(zoo):
     """testPredictUDS: VerifyPredictRequest over ``unix:<--grpc_socket_path>``."""
     with grpc.insecure_channel(f"unix:{zoo.socket_path}") as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "half_plus_two"
-        request.model_spec.signature_name = "serving_default"
-        request.inputs["x"].dtype = types_pb2.DT_FLOAT
-        request.inputs["x"].float_val.append(2.0)
-        request.inputs["x"].tensor_shape.dim.add().size = 1
+        request = _x_is_two("half_plus_two")
         result = stub.Predict(request, RPC_TIMEOUT)
     assert "y" in result.outputs and result.outputs["y"].dtype == types_pb2.DT_FLOAT
     assert tf.make_ndarray(result.outputs["y"]).tolist() == [3.0]
@@ -704,12 +701,7 @@ def test_predict_on_a_tf_lite_model(tflite_server):
     tflite_server.wait_for("Application startup complete")
     _, port = tflite_server.wait_for(r"gRPC API at 127\.0\.0\.1:(\d+)")
     _, rest = tflite_server.wait_for(r"REST API at (http://\S+?)/v1")
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "serving_default"
-    request.inputs["x"].dtype = types_pb2.DT_FLOAT
-    request.inputs["x"].float_val.append(2.0)
-    request.inputs["x"].tensor_shape.dim.add().size = 1
+    request = _x_is_two("default")
     with grpc.insecure_channel(f"127.0.0.1:{port.group(1)}") as channel:
         result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, RPC_TIMEOUT)
     assert "y" in result.outputs and result.outputs["y"].dtype == types_pb2.DT_FLOAT
@@ -801,22 +793,25 @@ def _examples_input(request, *xs: float) -> None:
         example.features.feature["x"].float_list.value.extend([x])
 
 
+def _spec(model_spec, model: str, signature: str = "", label: str = "") -> None:
+    """Fill a ModelSpec as TF Serving's clients do: name, signature, optional version label."""
+    model_spec.name = model
+    if signature:
+        model_spec.signature_name = signature
+    if label:
+        model_spec.version_label = label
+
+
 def _classify(stub, model: str, label: str = ""):
     request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "classify_x_to_y"
-    if label:
-        request.model_spec.version_label = label
+    _spec(request.model_spec, model, "classify_x_to_y", label)
     _examples_input(request, 2.0)
     return stub.Classify(request, RPC_TIMEOUT)
 
 
 def _regress(stub, model: str, label: str = ""):
     request = regression_pb2.RegressionRequest()
-    request.model_spec.name = model
-    request.model_spec.signature_name = "regress_x_to_y"
-    if label:
-        request.model_spec.version_label = label
+    _spec(request.model_spec, model, "regress_x_to_y", label)
     _examples_input(request, 2.0)
     return stub.Regress(request, RPC_TIMEOUT)
 
@@ -825,10 +820,7 @@ def _multi_inference(stub, model: str, label: str = ""):
     request = inference_pb2.MultiInferenceRequest()
     for signature, method in (("regress_x_to_y", REGRESS), ("classify_x_to_y", CLASSIFY)):
         task = request.tasks.add()
-        task.model_spec.name = model
-        task.model_spec.signature_name = signature
-        if label:
-            task.model_spec.version_label = label
+        _spec(task.model_spec, model, signature, label)
         task.method_name = method
     _examples_input(request, 2.0)
     return stub.MultiInference(request, RPC_TIMEOUT)
@@ -945,11 +937,7 @@ def _wait_until(call, done, what: str, timeout: float = 30.0):
 
 
 def _predict_code(zoo, model: str) -> tuple:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model
-    request.inputs["x"].dtype = types_pb2.DT_FLOAT
-    request.inputs["x"].float_val.append(2.0)
-    request.inputs["x"].tensor_shape.dim.add().size = 1
+    request = _x_is_two(model, signature="")
     try:
         response = zoo.prediction.Predict(request, RPC_TIMEOUT)
     except grpc.RpcError as e:

@@ -136,7 +136,7 @@ def served(lite):
     manager = ModelManager(config, poll_wait_seconds=0, tflite="prefer")
     app = create_app(manager, max_concurrent_requests=8)
     with TestClient(app) as client:
-        server, port = start_grpc_server(manager, app.state.service, "127.0.0.1", 0, max_workers=2)
+        server, port, _ = start_grpc_server(manager, app.state.service, "127.0.0.1", 0, max_workers=2)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         try:
             yield client, prediction_service_pb2_grpc.PredictionServiceStub(channel)
