@@ -34,10 +34,13 @@ from bench import _report
 from tfmtl.compat import keras
 from tfmtl.datasets import movielens
 from tfmtl.models import AITM, ESMM, FSMD, MMoE, SingleTask
+from tfmtl.training import group_auc
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 UNITS = [256, 128]
 METRICS = ("ctr_auc", "cvr_auc_clicked", "ctcvr_auc")
+# The same three per user (impression-weighted GAUC, users with one class skipped); runs before it lack them.
+GAUC_METRICS = ("ctr_gauc", "cvr_gauc_clicked", "ctcvr_gauc")
 
 
 PATIENCE = None  # epochs without a better validation loss before stopping; None: run all epochs
@@ -89,23 +92,34 @@ def predict_funnel(name, spec, train, validation, test, epochs, seed):
 
 def score(test, p_ctr, p_cvr, p_ctcvr):
     click, conversion = test["click"].to_numpy(), test["conversion"].to_numpy()
+    users = test["user_id"].to_numpy()
     clicked = click == 1
     return {"ctr_auc": float(roc_auc_score(click, p_ctr)),
             "cvr_auc_clicked": float(roc_auc_score(conversion[clicked], p_cvr[clicked])),
-            "ctcvr_auc": float(roc_auc_score(conversion, p_ctcvr))}
+            "ctcvr_auc": float(roc_auc_score(conversion, p_ctcvr)),
+            "ctr_gauc": group_auc(click, p_ctr, users),
+            "cvr_gauc_clicked": group_auc(conversion[clicked], p_cvr[clicked], users[clicked]),
+            "ctcvr_gauc": group_auc(conversion, p_ctcvr, users)}
+
+
+def _mean_std(rows, name, metric):
+    values = [r[metric] for r in rows if r["model"] == name and metric in r]
+    return (float(np.mean(values)), float(np.std(values))) if values else None
 
 
 def write_outputs(out, rows, meta):
     names = list(dict.fromkeys(r["model"] for r in rows))
-    summary = {n: {m: (float(np.mean([r[m] for r in rows if r["model"] == n])),
-                       float(np.std([r[m] for r in rows if r["model"] == n]))) for m in METRICS} for n in names}
+    summary = {n: {m: _mean_std(rows, n, m) for m in METRICS + GAUC_METRICS} for n in names}
     _report.write_json(out + ".json", {"meta": meta, "summary": summary, "runs": rows})
     lines = ["# MovieLens-100k funnel: ESMM / FSMD / AITM vs single-task and MMoE", "",
              f"Command: `{meta['command']}`  ", f"{meta['note']}", *meta.get("later", []), "",
-             "| model | CTR AUC | CVR AUC (clicked) | CTCVR AUC |", "|---|---|---|---|"]
+             "| model | CTR AUC | CVR AUC (clicked) | CTCVR AUC | CTR GAUC | CVR GAUC (clicked) | CTCVR GAUC |",
+             "|---|---|---|---|---|---|---|"]
+    shown = lambda value: "—" if value is None else f"{value[0]:.4f} ± {value[1]:.4f}"  # noqa: E731
     for n in names:
-        lines.append(f"| {n} | " + " | ".join(f"{summary[n][m][0]:.4f} ± {summary[n][m][1]:.4f}" for m in METRICS)
-                     + " |")
+        lines.append(f"| {n} | " + " | ".join(shown(summary[n][m]) for m in METRICS + GAUC_METRICS) + " |")
+    lines += ["", "GAUC: the AUC of each user, weighted by the user's test exposures (clicked exposures for CVR); "
+              "users with one class are skipped (tfmtl.training.group_auc). —: runs made before GAUC was reported."]
     _report.write_atomically(out + ".md", "\n".join(lines) + "\n")
     import matplotlib
 

@@ -45,6 +45,7 @@ from bench import sequence_features as sf
 from tfmtl.compat import keras
 from tfmtl.datasets import movielens
 from tfmtl.models import M3oE, build_model
+from tfmtl.training import group_auc
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 TASKS = ["like", "love"]
@@ -93,6 +94,14 @@ def auc_table(df, predictions) -> dict:
         rows = np.ones(len(df), bool) if name == "all" else (df["domain"].to_numpy() == d)
         table[name] = {task: float(roc_auc_score(df.loc[rows, task], predictions[task][rows, 0])) for task in TASKS}
     return table
+
+
+def gauc_table(df, predictions) -> dict:
+    """``{task: GAUC}`` over every domain: the per-user AUC weighted by the user's test rows (one-class users
+    skipped; :func:`tfmtl.training.group_auc`). A user lies in one age domain, so it is the per-domain GAUCs'
+    weighted mean too."""
+    users = df["user_id"].to_numpy()
+    return {task: group_auc(df[task].to_numpy(), predictions[task][:, 0], users) for task in TASKS}
 
 
 def validation_score(df, predictions) -> float:
@@ -173,6 +182,7 @@ def run(args) -> dict:
                     gates = {DOMAINS[d]: weights[test_df["domain"].to_numpy() == d].mean(0).tolist()
                              for d in range(len(DOMAINS))}
             info["auc"] = auc_table(test_df, predictions)
+            info["gauc"] = gauc_table(test_df, predictions)
             info["seconds"] = time.time() - started
             results["runs"].setdefault(run_name, {})[str(seed)] = info
             mean_auc = np.mean([info["auc"][d][t] for d in DOMAINS for t in TASKS])
@@ -250,6 +260,15 @@ def markdown(results) -> str:
             model, _, features = n.partition("+")
             deltas = [summary[n][c][0] - base[model][c][0] for c in ("mean", "all/like", "all/love")]
             lines.append(f"| {label(model)} | {features} | " + " | ".join(f"{d:+.4f}" for d in deltas) + " |")
+    with_gauc = {n: [i["gauc"] for i in by_seed.values() if "gauc" in i] for n, by_seed in results["runs"].items()}
+    with_gauc = {n: v for n, v in with_gauc.items() if v}
+    if with_gauc:
+        lines += ["", "Test GAUC per task (per-user AUC weighted by the user's test rows, one-class users skipped; "
+                  "mean +- std over seeds; runs made before GAUC was reported are left out):", "",
+                  "| model | " + " | ".join(f"{t} GAUC" for t in TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
+        for n, values in with_gauc.items():
+            lines.append(f"| {label(n)} | " + " | ".join(
+                f"{np.mean([v[t] for v in values]):.4f} +- {np.std([v[t] for v in values]):.4f}" for t in TASKS) + " |")
     m3oe = results["runs"].get("m3oe", {})
     if m3oe:
         lines += ["", "M3oE structure weights after training (sigmoid values; initial 0.731):", ""]

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import re
 import threading
 import time
 import zlib
@@ -35,8 +37,16 @@ from starlette.routing import Route
 
 from serving import codec, urls
 from serving.batching import BatchingOptions
-from serving.errors import DeadlineExceeded, Internal, InvalidArgument, PayloadTooLarge, ServingError
-from serving.limits import ConcurrencyLimiter
+from serving.errors import (
+    HTTP_STATUS,
+    DeadlineExceeded,
+    Internal,
+    InvalidArgument,
+    PayloadTooLarge,
+    ServingError,
+    quoted,
+)
+from serving.limits import DEFAULT_MAX_FILL_ELEMENTS, ConcurrencyLimiter
 from serving.manager import ModelManager
 from serving.metrics import CONTENT_TYPE, ServingMetrics
 from serving.rest import RestApi
@@ -54,17 +64,20 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
                metrics: ServingMetrics | None = None, worker_threads: int = 0,
-               timeout_ms: int = 0, metrics_path: str = METRICS_PATH, method_name_check: bool = False) -> Starlette:
+               timeout_ms: int = 0, metrics_path: str = METRICS_PATH, method_name_check: bool = False,
+               max_fill_elements: int = DEFAULT_MAX_FILL_ELEMENTS) -> Starlette:
     """Build the app. Its lifespan starts the manager (loading models) and stops it on shutdown.
 
     ``worker_threads`` > 0 sizes the thread pool that runs the models (default 40).
     ``timeout_ms`` > 0 answers an inference request that takes longer 504 (``--rest_api_timeout_in_ms``);
     the model call itself cannot be interrupted and finishes in its thread.
-    ``method_name_check``: ``--enable_signature_method_name_check`` (see :class:`PredictionService`).
+    ``method_name_check``: ``--enable_signature_method_name_check``, ``max_fill_elements``:
+    ``--max_fill_elements`` (see :class:`PredictionService`).
     """
     metrics = metrics or ServingMetrics()
     manager.add_listener(metrics.on_model_event)
-    service = PredictionService(manager, batching=batching, metrics=metrics, method_name_check=method_name_check)
+    service = PredictionService(manager, batching=batching, metrics=metrics, method_name_check=method_name_check,
+                                max_fill_elements=max_fill_elements)
     rest = RestApi(service)
     limiter = ConcurrencyLimiter(max_concurrent_requests)
     workers = _Workers(worker_threads if worker_threads > 0 else DEFAULT_WORKER_THREADS)
@@ -81,6 +94,9 @@ def create_app(manager: ModelManager, *, batching: BatchingOptions | None = None
             model = path.name if path.name in manager.model_names() else "-"
             result = await _dispatch(method, shown_path, headers, body, path)
             status, content = 200, result if isinstance(result, bytes) else codec.dumps(result)
+        except ClientDisconnect:  # the client left mid-body (or its body timed out): nobody to answer, no fault
+            logger.debug("client disconnected during %s %s", method, shown_path)
+            status, content = HTTP_STATUS["CANCELLED"], b""
         except ServingError as e:
             status, content = e.http_status, _error_body(e)
         except Exception as e:
@@ -259,11 +275,52 @@ def parse_json_body(raw: bytes, encoding: str = "", limit: int = DEFAULT_MAX_REQ
     except UnicodeDecodeError:
         raise InvalidArgument("JSON Parse error: the request body is not valid UTF-8") from None
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
     except json.JSONDecodeError as e:
         raise InvalidArgument(f"JSON Parse error: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise InvalidArgument("JSON Parse error: the document is nested too deeply") from None
+    if "\\u" in text and _has_lone_surrogate(value):
+        # rapidjson's words; Python's parser takes "\ud800" alone, orjson and TF Serving do not.
+        raise InvalidArgument("JSON Parse error: The surrogate pair in string is invalid.")
+    return value
+
+
+# The fallback parser's numbers, held to rapidjson's rules (TF Serving): a number a double cannot hold is
+# an error (orjson refuses it too), and so is an integer too long for Python's int() (4,300 digits).
+_MAX_INT_DIGITS = 4300
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > _MAX_INT_DIGITS:
+        raise InvalidArgument(f"JSON Parse error: Number too big to be stored in double (an integer of {len(text)} "
+                              "digits)")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidArgument(f"JSON Parse error: Number too big to be stored in double ({quoted(text, 40)})")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:  # iterative: the document may be nested as deep as the parser allowed
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+    return False
 
 
 def error_response(error: ServingError) -> Response:

@@ -19,6 +19,9 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 
+from serving.connections import ConnectionLimits
+from serving.limits import DEFAULT_MAX_FILL_ELEMENTS
+
 logger = logging.getLogger("serving")
 
 
@@ -101,14 +104,53 @@ def build_parser() -> argparse.ArgumentParser:
                       help="answer an inference request still running after this long with 504; <= 0 waits "
                            "forever (default: %(default)s, as TF Serving)")
     rest.add_argument("--max_concurrent_requests", type=int, default=64,
-                      help="in-flight inference requests before answering 429; 0 is unlimited "
-                           "(default: %(default)s)")
+                      help="in-flight requests per transport: REST inference requests beyond it get 429, gRPC "
+                           "calls RESOURCE_EXHAUSTED; 0 is unlimited (default: %(default)s)")
+    rest.add_argument("--max_fill_elements", type=int, default=DEFAULT_MAX_FILL_ELEMENTS,
+                      help="gRPC: the most tensor elements one request may declare beyond the values it carries "
+                           "(TensorFlow's fill rule repeats the last value), summed over its inputs; larger "
+                           "requests get INVALID_ARGUMENT before anything is allocated; 0 is unlimited, as in TF "
+                           "Serving (default: %(default)s)")
     rest.add_argument("--max_request_bytes", type=int, default=32 * 1024 * 1024,
                       help="largest accepted request body, larger ones get 413 (default: %(default)s)")
     rest.add_argument("--graceful_shutdown_seconds", type=float, default=30.0,
                       help="on SIGTERM/SIGINT, wait this long for in-flight requests (default: %(default)s)")
     rest.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    slow = parser.add_argument_group("slow clients and connections (docs/serving.md)")
+    slow.add_argument("--request_header_timeout_seconds", type=float, default=_LIMITS.header_timeout_s,
+                      help="REST: close a connection whose request headers are not complete this long after the "
+                           "accept or the previous response (408 once part of a request came); gRPC: the HTTP/2 "
+                           "handshake; <= 0 waits forever (default: %(default)s)")
+    slow.add_argument("--request_body_timeout_seconds", type=float, default=_LIMITS.body_timeout_s,
+                      help="REST: answer 408 and close when a request body stalls this long between two chunks; "
+                           "<= 0 waits forever (default: %(default)s)")
+    slow.add_argument("--max_header_bytes", type=int, default=_LIMITS.max_header_bytes,
+                      help="REST: the request line and headers, larger ones get 431; 0 is unlimited "
+                           "(default: %(default)s)")
+    slow.add_argument("--max_header_count", type=int, default=_LIMITS.max_header_count,
+                      help="REST: headers per request, more get 431; 0 is unlimited (default: %(default)s)")
+    slow.add_argument("--max_connections", type=int, default=_LIMITS.max_connections,
+                      help="open connections per transport (REST, gRPC); new ones beyond are closed at once; 0 "
+                           "(default): half of what RLIMIT_NOFILE leaves after an eighth for the process; -1 is "
+                           "unlimited")
     return parser
+
+
+_LIMITS = ConnectionLimits()  # the defaults of the slow-client flags
+
+
+def connection_limits(args: argparse.Namespace) -> ConnectionLimits:
+    """The slow-client limits the flags give. Raises ValueError naming a flag out of range."""
+    for flag in ("max_header_bytes", "max_header_count"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag} must be >= 0 (0 is unlimited), got {getattr(args, flag)}")
+    if args.max_connections < -1:
+        raise ValueError(f"--max_connections must be >= -1 (0 is automatic, -1 unlimited), "
+                         f"got {args.max_connections}")
+    return ConnectionLimits(header_timeout_s=args.request_header_timeout_seconds,
+                            body_timeout_s=args.request_body_timeout_seconds,
+                            max_header_bytes=args.max_header_bytes, max_header_count=args.max_header_count,
+                            max_connections=args.max_connections)
 
 
 # absl flags that tune TF Serving's C++ runtime: accepted (launch scripts pass them), not used.
@@ -206,7 +248,8 @@ def build_app(args: argparse.Namespace):
                       max_concurrent_requests=args.max_concurrent_requests,
                       worker_threads=args.rest_api_num_threads, timeout_ms=args.rest_api_timeout_in_ms,
                       metrics=ServingMetrics(tf_serving_names=tf_serving_names), metrics_path=metrics_path,
-                      method_name_check=args.enable_signature_method_name_check)
+                      method_name_check=args.enable_signature_method_name_check,
+                      max_fill_elements=args.max_fill_elements)
 
 
 _IMPORT_NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory: Attempting to register factory")
@@ -264,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = build_app(args)
         channel_arguments = parse_channel_arguments(args.grpc_channel_arguments)
+        limits = connection_limits(args)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -288,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             grpc_server, grpc_port, grpc_services = start_grpc_server(
                 manager, app.state.service, args.rest_api_host, args.port, socket_path=args.grpc_socket_path,
                 max_workers=args.grpc_max_threads or 16, channel_arguments=channel_arguments,
-                tensor_content=args.enable_serialization_as_tensor_content, enable_profiler=args.enable_profiler)
+                tensor_content=args.enable_serialization_as_tensor_content, enable_profiler=args.enable_profiler,
+                max_concurrent_rpcs=args.max_concurrent_requests, limits=limits)
         except OSError as e:
             print(f"error: gRPC: {e}", file=sys.stderr)
             manager.stop()
@@ -303,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.info("REST API at http://%s:%d/v1/models/... (metrics at /monitoring/prometheus/metrics)",
                 host if ":" not in host else f"[{host}]", port)
     server = uvicorn.Server(uvicorn.Config(
-        app, log_level=args.log_level.lower(), access_log=False, lifespan="on", http=http_protocol(),
+        app, log_level=args.log_level.lower(), access_log=False, lifespan="on", http=http_protocol(limits=limits),
+        h11_max_incomplete_event_size=limits.max_header_bytes or None,
         timeout_graceful_shutdown=args.graceful_shutdown_seconds))
     try:
         server.run(sockets=[sock])

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 import tensorflow as tf
 
-from serving.errors import InvalidArgument, Unimplemented
+from serving.errors import InvalidArgument, Unimplemented, quoted
 from serving.servable import TensorInfo
 
 ROW_FORMAT = "row"
@@ -180,13 +180,17 @@ def _stack_rows(values: list, path_template: str, spec: TensorInfo) -> np.ndarra
             return array
     elif all(type(v) is str for v in values):  # one string per instance, the common case
         array = np.empty(len(values), dtype=object)
-        array[:] = [v.encode("utf-8") for v in values]
+        try:
+            array[:] = [v.encode("utf-8") for v in values]
+        except UnicodeEncodeError:  # name the instance
+            for i, v in enumerate(values):
+                _utf8(v, path_template.format(i))
         return array
     leaves: list = []
     first_shape = None
     for i, value in enumerate(values):
         path = path_template.format(i)
-        shape = _walk_input(value, path, spec, leaves)
+        shape = _walk_input(value, path, spec, leaves, depth=1)  # the batch is the first dimension
         if first_shape is None:
             first_shape = shape
         elif shape != first_shape:
@@ -216,12 +220,20 @@ def _kind(spec: TensorInfo) -> str:
     return kind
 
 
-def _walk(value: Any, path: str, kind: str, leaves: list) -> tuple[int, ...]:
+# The deepest nesting a JSON tensor may have: numpy's limit on dimensions (32 in numpy 1.x), checked
+# while walking so that a deeply nested body is a 400 rather than a RecursionError.
+MAX_JSON_RANK = 32
+
+
+def _walk(value: Any, path: str, kind: str, leaves: list, depth: int = 0) -> tuple[int, ...]:
     """Append the leaves of a nested JSON list to ``leaves`` (checked); return its shape."""
     if isinstance(value, list):
+        if depth >= MAX_JSON_RANK:
+            raise InvalidArgument(f"{quoted(path)}: nested deeper than {MAX_JSON_RANK} levels; a tensor here has at "
+                                  f"most {MAX_JSON_RANK} dimensions")
         if not value:
             return (0,)
-        shapes = [_walk(v, f"{path}[{i}]", kind, leaves) for i, v in enumerate(value)]
+        shapes = [_walk(v, f"{path}[{i}]", kind, leaves, depth + 1) for i, v in enumerate(value)]
         for i, shape in enumerate(shapes[1:], start=1):
             if shape != shapes[0]:
                 raise InvalidArgument(f"ragged list at {path}: element [{i}] has shape {list(shape)} but element "
@@ -241,14 +253,14 @@ class _WrongType(Exception):
     def error(self, spec: TensorInfo) -> InvalidArgument:
         # TF Serving's words (json_tensor.cc, TypeError), then where the value is and what it should be.
         return InvalidArgument(f"JSON Value: {_debug_json(self.value)} Type: {_rapidjson_type(self.value)} is not of "
-                               f"expected type: {_tf_type_name(spec)} ({self.path} of input {spec.key!r} must be "
+                               f"expected type: {spec.type_string} ({self.path} of input {spec.key!r} must be "
                                f"{self.expected})")
 
 
 def _leaf(value: Any, path: str, kind: str) -> Any:
     if kind == "string":
         if isinstance(value, str):
-            return value.encode("utf-8")
+            return _utf8(value, path)
         if isinstance(value, dict) and is_b64(value):
             return decode_b64(value["b64"], path)
         raise _WrongType(value, path, 'a string or {"b64": ...}')
@@ -265,9 +277,17 @@ def _leaf(value: Any, path: str, kind: str) -> Any:
     return value
 
 
-def _walk_input(value: Any, path: str, spec: TensorInfo, leaves: list) -> tuple[int, ...]:
+def _utf8(text: str, path: str) -> bytes:
     try:
-        return _walk(value, path, _kind(spec), leaves)
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape, "\\ud800", which the JSON fallback parser lets through
+        raise InvalidArgument(f"{quoted(path)}: the string holds a lone surrogate (an unpaired \\uD800-\\uDFFF "
+                              f"escape), which is not valid UTF-8") from None
+
+
+def _walk_input(value: Any, path: str, spec: TensorInfo, leaves: list, depth: int = 0) -> tuple[int, ...]:
+    try:
+        return _walk(value, path, _kind(spec), leaves, depth)
     except _WrongType as e:
         raise e.error(spec) from None
 
@@ -294,11 +314,6 @@ def _rapidjson_type(value: Any) -> str:
     if isinstance(value, str):
         return "String"
     return "Array" if isinstance(value, list) else "Object"
-
-
-def _tf_type_name(spec: TensorInfo) -> str:
-    """The dtype as TensorFlow's DataTypeString spells it: float, double, int64, string, bool, ..."""
-    return spec.dtype_name.removeprefix("DT_").lower()
 
 
 def _to_array(leaves: list, shape: tuple[int, ...], spec: TensorInfo, path: str) -> np.ndarray:
@@ -339,10 +354,10 @@ def decode_b64(text: Any, path: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        try:
-            return base64.urlsafe_b64decode(text)
+        try:  # the URL-safe alphabet, padding optional; still strict: a character outside it is an error
+            return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidArgument(f"{path}: 'b64' value is not valid base64") from None
+            raise InvalidArgument(f"{quoted(path)}: 'b64' value is not valid base64") from None
 
 
 def json_type(value: Any) -> str:

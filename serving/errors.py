@@ -49,16 +49,35 @@ _TF_CODE_NAMES = {
     16: "UNAUTHENTICATED",
 }
 
-# TF error messages carry whole graph stack traces; clients need the first lines.
+# TF error messages carry whole graph stack traces; clients need the first lines. Every message is cut
+# there too: one that quotes a client's megabyte-long name would otherwise pass gRPC's 16 KB metadata
+# limit, and the client would see RESOURCE_EXHAUSTED instead of the error.
 _MAX_MESSAGE_CHARS = 2000
+# How much of one client-sent value (a name, a label, a JSON value) a message quotes.
+MAX_QUOTED_CHARS = 200
+
+
+def quoted(text: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` for an error message: as it is, or its first ``limit`` characters and how many more there were."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def _capped(message: str) -> str:
+    if len(message) <= _MAX_MESSAGE_CHARS:
+        return message
+    return message[:_MAX_MESSAGE_CHARS] + f" ... ({len(message) - _MAX_MESSAGE_CHARS} more characters)"
 
 
 class ServingError(Exception):
-    """An error reported to the client: a canonical ``code`` and a ``message``."""
+    """An error reported to the client: a canonical ``code`` and a ``message`` (at most ~2,000 characters)."""
 
     code = "INTERNAL"
 
     def __init__(self, message: str):
+        message = _capped(message)
         super().__init__(message)
         self.message = message
 
@@ -135,9 +154,7 @@ def from_tf_error(error: Exception, *, during: str = "running the model") -> Ser
         return error
     name = tf_code_name(error)
     text = getattr(error, "message", None) or str(error) or type(error).__name__
-    text = text.strip()
-    if len(text) > _MAX_MESSAGE_CHARS:
-        text = text[:_MAX_MESSAGE_CHARS] + " ..."
+    text = _capped(text.strip())
     if name in ("INVALID_ARGUMENT", "OUT_OF_RANGE", "FAILED_PRECONDITION"):
         return _Coded(name, text)
     if name in ("RESOURCE_EXHAUSTED", "UNIMPLEMENTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):

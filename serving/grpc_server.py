@@ -31,11 +31,12 @@ from tensorflow_serving.apis import (
 
 from serving import examples
 from serving.config import ConfigError
-from serving.errors import InvalidArgument, ServingError
+from serving.connections import ConnectionLimits
+from serving.errors import InvalidArgument, ServingError, quoted
 from serving.manager import ModelManager
-from serving.servable import CLASSIFY_METHOD, Servable
+from serving.servable import CLASSIFY_METHOD, Servable, dtype_string
 from serving.service import Classification, InferenceTask, PredictionService, Regression, Target
-from serving.tensor_proto import fill_tensor_proto, fill_typed_tensor_proto, to_ndarrays
+from serving.tensor_proto import fill_tensor_proto, fill_typed_tensor_proto, filled_elements, to_ndarrays
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,30 @@ def _guard(method):
     return call
 
 
-def _read_tensors(tensors):
-    """The service's input reader for a PredictRequest's map of TensorProtos."""
+def _read_tensors(tensors, max_fill_elements: int):
+    """The service's input reader for a PredictionRequest's map of TensorProtos.
+
+    Every check runs before anything is allocated: the dtype is the signature's (TensorFlow's
+    words, as TF Serving answers from Session::Run), the shape is valid, ``tensor_content`` holds
+    exactly the shape's bytes, and what the fill rule would add stays under ``max_fill_elements``.
+    """
 
     def read(inputs):
         # The service has checked the names (sent_names): every input of the signature is there.
+        filled = 0
+        for position, (name, spec) in enumerate(inputs.items()):
+            proto = tensors[name]
+            if proto.dtype != spec.dtype.as_datatype_enum:
+                raise InvalidArgument(f"Expects arg[{position}] to be {spec.type_string} but "
+                                      f"{dtype_string(proto.dtype)} is provided (input {quoted(name)!r})")
+            try:
+                filled += filled_elements(proto)
+            except ValueError as e:
+                raise InvalidArgument(f"tensor parsing error: input {quoted(name)!r}: {e}") from None
+        if 0 < max_fill_elements < filled:
+            raise InvalidArgument(f"the request's tensors declare {filled} elements more than the values they carry "
+                                  f"(TensorFlow's fill rule repeats the last value), over the limit of "
+                                  f"{max_fill_elements} (--max_fill_elements)")
         try:
             return to_ndarrays(tensors, list(inputs))
         except (TypeError, ValueError) as e:
@@ -103,7 +123,8 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
     @_guard
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
         answer = self._service.predict(_target(request.model_spec), request.model_spec.signature_name,
-                                       _read_tensors(request.inputs), list(request.output_filter),
+                                       _read_tensors(request.inputs, self._service.max_fill_elements),
+                                       list(request.output_filter),
                                        sent_names=request.inputs.keys())
         response = predict_pb2.PredictResponse()
         _reply_spec(response.model_spec, answer.servable, answer.signature.key)
@@ -198,10 +219,16 @@ class GrpcEndpoint(NamedTuple):
     services: tuple[str, ...]
 
 
+# A connection with no call for 5 minutes gets a GOAWAY (grpc core's default: never), so idle clients do
+# not hold descriptors forever; a channel reconnects on its next call. --grpc_channel_arguments overrides.
+GRPC_MAX_CONNECTION_IDLE_MS = 5 * 60 * 1000
+
+
 def start_grpc_server(manager: ModelManager, service: PredictionService, host: str, port: int, *,
                       max_workers: int = 16, socket_path: str = "",
                       channel_arguments: Sequence[tuple[str, int | str]] = (),
-                      tensor_content: bool = False, enable_profiler: bool = True) -> GrpcEndpoint:
+                      tensor_content: bool = False, enable_profiler: bool = True, max_concurrent_rpcs: int = 0,
+                      limits: ConnectionLimits | None = None) -> GrpcEndpoint:
     """Serve both services on ``host:port`` (0 picks a free port, < 0 opens no TCP port) and on the Unix
     domain socket ``socket_path`` when given (``--grpc_socket_path``); returns the started server, its
     TCP port (0 when none) and the names of the services it serves (the profiler's only when it loaded).
@@ -211,14 +238,27 @@ def start_grpc_server(manager: ModelManager, service: PredictionService, host: s
     error). ``tensor_content`` writes Predict outputs into ``tensor_content`` instead of the typed
     value fields (``--enable_serialization_as_tensor_content``).
 
+    Slow and idle clients: ``max_concurrent_rpcs`` (``--max_concurrent_requests``, 0 unlimited) answers calls
+    beyond it RESOURCE_EXHAUSTED at once; from ``limits`` (``ConnectionLimits``, its defaults when None), a
+    connection that has not finished its HTTP/2 handshake (its SETTINGS frame) within
+    ``header_timeout_s`` is closed, and connections beyond ``connection_cap()`` are refused by grpc core.
+    Connections idle (no call) for ``GRPC_MAX_CONNECTION_IDLE_MS`` get a GOAWAY; a client's channel
+    reconnects on its next call.
+
     Raises:
         OSError: an address cannot be bound.
     """
+    limits = limits or ConnectionLimits()
     options = dict([("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1),
-                    ("grpc.so_reuseport", 0)])
+                    ("grpc.so_reuseport", 0), ("grpc.max_connection_idle_ms", GRPC_MAX_CONNECTION_IDLE_MS)])
+    if limits.header_timeout_s > 0:
+        options["grpc.server_handshake_timeout_ms"] = max(1, round(limits.header_timeout_s * 1000))
+    if limits.connection_cap() is not None:
+        options["grpc.max_allowed_incoming_connections"] = limits.connection_cap()
     options.update(channel_arguments)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-                         options=list(options.items()))
+                         options=list(options.items()),
+                         maximum_concurrent_rpcs=max_concurrent_rpcs if max_concurrent_rpcs > 0 else None)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionServicer(service, tensor_content),
                                                                         server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(manager, service), server)

@@ -1,4 +1,4 @@
-"""Admission control: a cap on in-flight inference requests.
+"""Admission control: a cap on in-flight inference requests, and the bound on what one request may allocate.
 
 Past the cap the server answers RESOURCE_EXHAUSTED (HTTP 429) at once instead
 of queueing without bound, so an overloaded server sheds load early and
@@ -12,6 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from serving.errors import ResourceExhausted
+
+# --max_fill_elements: 16M elements (64 MB of floats) left to TensorFlow's fill rule, summed over a
+# request's tensors. Far above what TF Serving's clients send that way (a zero or a constant tensor
+# the size of a batch), far below what hurts a server: without it, a 30-byte request declaring
+# [2^26, 1] from one value made the server allocate 256 MB and answer as much.
+DEFAULT_MAX_FILL_ELEMENTS = 1 << 24
 
 
 class ConcurrencyLimiter:

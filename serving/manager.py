@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 
 from serving import config as config_lib
-from serving.errors import InvalidArgument, NotFound, ServingError, tf_code_name
+from serving.errors import InvalidArgument, NotFound, ServingError, quoted, tf_code_name
 from serving.servable import SERVE_TAG, TFLITE_MODES, TFLITE_OFF, Servable, has_model, missing_model_message
 from serving.tflite import load_version
 from serving.warmup import WarmupError, run_warmup
@@ -370,7 +370,8 @@ class ModelManager:
             raise InvalidArgument("ModelSpec has no name specified.")
         with self._lock:
             if name not in self._models:
-                raise NotFound(f"Servable not found for request: Latest({name}); model {name!r} not found; "
+                shown = quoted(name)
+                raise NotFound(f"Servable not found for request: Latest({shown}); model {shown!r} not found; "
                                f"served models: {sorted(self._models)}")
             model = self._models[name]
             if label is not None:
@@ -408,15 +409,16 @@ class ModelManager:
         try:
             return self._models[name]
         except KeyError:
-            raise NotFound(f"Could not find any versions of model {name}: model {name!r} not found; served models: "
+            shown = quoted(name)
+            raise NotFound(f"Could not find any versions of model {shown}: model {shown!r} not found; served models: "
                            f"{sorted(self._models)}") from None
 
     @staticmethod
     def _label_version(model: _Model, label: str) -> int:
         labels = model.config.version_labels
         if label not in labels:
-            raise InvalidArgument(f"Unrecognized servable version label: {label}; labels of model {model.name!r}: "
-                                  f"{sorted(labels)}")
+            raise InvalidArgument(f"Unrecognized servable version label: {quoted(label)}; labels of model "
+                                  f"{model.name!r}: {sorted(labels)}")
         return labels[label]
 
 

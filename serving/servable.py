@@ -8,6 +8,7 @@ classify and regress dispatch on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -40,6 +41,14 @@ INIT_OP_SIGNATURE = "__saved_model_init_op"
 SignatureDef = meta_graph_pb2.SignatureDef
 
 
+def dtype_string(enum: int) -> str:
+    """A DataType enum as TensorFlow's DataTypeString spells it: ``float``, ``int64``, ``string``, ``resource``."""
+    try:
+        return types_pb2.DataType.Name(enum).removeprefix("DT_").lower()
+    except ValueError:
+        return f"unknown dtype {enum}"
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """A signature input or output: its key, dtype and static shape."""
@@ -59,6 +68,11 @@ class TensorInfo:
     def dtype_name(self) -> str:
         """The dtype as SignatureDefs and TF Serving spell it, e.g. ``DT_FLOAT``."""
         return types_pb2.DataType.Name(self.dtype.as_datatype_enum)
+
+    @property
+    def type_string(self) -> str:
+        """The dtype as TensorFlow's messages spell it, e.g. ``float`` (:func:`dtype_string`)."""
+        return dtype_string(self.dtype.as_datatype_enum)
 
     @property
     def shape_text(self) -> str:
@@ -158,6 +172,9 @@ class GraphSignature(Signature):
         # half_plus_three declares its serialized-Example input DT_FLOAT) and TF Serving ignores it.
         graph = owner.session.graph
         self._feed_dtypes = [graph.get_tensor_by_name(signature_def.inputs[k].name).dtype for k in self._input_keys]
+        # What the graph takes is what a request must send (the gRPC reader checks it, as Session::Run does).
+        self.inputs = {k: dataclasses.replace(self.inputs[k], dtype=dtype)
+                       for k, dtype in zip(self._input_keys, self._feed_dtypes)}
         self._output_keys = sorted(signature_def.outputs)
         options = config_pb2.CallableOptions(
             feed=[signature_def.inputs[k].name for k in self._input_keys],

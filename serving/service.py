@@ -29,7 +29,8 @@ from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from serving import examples
 from serving.batching import Batcher, BatchingOptions
-from serving.errors import FailedPrecondition, Internal, InvalidArgument, Unimplemented
+from serving.errors import FailedPrecondition, Internal, InvalidArgument, Unimplemented, quoted
+from serving.limits import DEFAULT_MAX_FILL_ELEMENTS
 from serving.manager import ModelManager, VersionState
 from serving.metrics import ServingMetrics
 from serving.servable import (
@@ -108,14 +109,20 @@ class PredictionService:
         under ``--enable_signature_method_name_check``. Off by default, as there: TF2's
         ``tf.saved_model.save`` writes every signature as a predict signature, and Classify/Regress then
         check only the signature's inputs and outputs.
+      max_fill_elements: the most tensor elements one request may leave to TensorFlow's fill rule (a
+        gRPC TensorProto whose shape declares more elements than it carries values repeats the last
+        one), summed over its inputs: what a request may make the server allocate beyond what it
+        sends (``--max_fill_elements``; 0: no limit).
     """
 
     def __init__(self, manager: ModelManager, *, batching: BatchingOptions | None = None,
-                 metrics: ServingMetrics | None = None, method_name_check: bool = False):
+                 metrics: ServingMetrics | None = None, method_name_check: bool = False,
+                 max_fill_elements: int = DEFAULT_MAX_FILL_ELEMENTS):
         self._manager = manager
         self._batching = batching
         self._metrics = metrics
         self.method_name_check = method_name_check
+        self.max_fill_elements = max_fill_elements
         self._batchers: dict[tuple[str, int, str], Batcher] = {}
         self._lock = threading.Lock()
         manager.add_listener(self._on_model_event)
@@ -276,7 +283,7 @@ def _find_signature(servable: Servable, name: str, api: str) -> Signature:
     signature = servable.signatures.get(key)
     if signature is None:
         error, words = _SIGNATURE_NOT_FOUND[api]
-        raise error(words.format(key) + f" (model {servable.name!r} version {servable.version} has signatures "
+        raise error(words.format(quoted(key)) + f" (model {servable.name!r} version {servable.version} has signatures "
                     f"{sorted(servable.signatures)})")
     return signature
 
@@ -288,9 +295,9 @@ def _check_input_names(signature: Signature, inputs: Collection[str]) -> None:
     sent, wanted = sorted(inputs), sorted(signature.inputs)
     extra = [k for k in sent if k not in signature.inputs]
     missing = [k for k in wanted if k not in inputs]
-    raise InvalidArgument(f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{','.join(sent)}}})"
-                          f" != len({{{','.join(wanted)}}}). Sent extra: {{{','.join(extra)}}}. Missing but required: "
-                          f"{{{','.join(missing)}}}.")
+    raise InvalidArgument(f"input size does not match signature: {len(sent)}!={len(wanted)} "
+                          f"len({{{quoted(','.join(sent))}}}) != len({{{','.join(wanted)}}}). "
+                          f"Sent extra: {{{quoted(','.join(extra))}}}. Missing but required: {{{','.join(missing)}}}.")
 
 
 def _output_aliases(signature: Signature, output_filter: Sequence[str]) -> list[str]:
@@ -299,10 +306,10 @@ def _output_aliases(signature: Signature, output_filter: Sequence[str]) -> list[
     seen: set[str] = set()
     for alias in output_filter:
         if alias not in signature.outputs:
-            raise InvalidArgument(f"output tensor alias not found in signature: {alias} Outputs expected to be in the "
-                                  f"set {{{','.join(sorted(signature.outputs))}}}.")
+            raise InvalidArgument(f"output tensor alias not found in signature: {quoted(alias)} Outputs expected to "
+                                  f"be in the set {{{','.join(sorted(signature.outputs))}}}.")
         if alias in seen:
-            raise InvalidArgument(f"duplicate output tensor alias: {alias}")
+            raise InvalidArgument(f"duplicate output tensor alias: {quoted(alias)}")
         seen.add(alias)
     return list(output_filter)
 

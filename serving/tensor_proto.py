@@ -63,6 +63,59 @@ _FIELDS: dict[int, tuple[np.dtype, str, np.dtype, int]] = {
 }
 
 
+MAX_DIMS = 254  # TensorShape's kMaxDimensions
+_MAX_ELEMENTS = 2**63 - 1  # a shape's element count is an int64 in TensorFlow
+
+
+def declared_elements(proto: tensor_pb2.TensorProto) -> int:
+    """The element count a TensorProto's shape declares, checked as TensorFlow's ``TensorShape`` checks it.
+
+    Raises:
+        ValueError: an unknown rank, a negative dimension, more than 254 dimensions or more
+            than 2^63 - 1 elements (TensorFlow refuses to parse such a proto).
+    """
+    shape = proto.tensor_shape
+    if shape.unknown_rank:
+        raise ValueError("its shape has an unknown rank")
+    if len(shape.dim) > MAX_DIMS:
+        raise ValueError(f"its shape has {len(shape.dim)} dimensions, more than {MAX_DIMS}")
+    count = 1
+    for i, dim in enumerate(shape.dim):
+        if dim.size < 0:
+            raise ValueError(f"dimension {i} of its shape is {dim.size}; sizes must be >= 0")
+        count *= dim.size
+        if count > _MAX_ELEMENTS:
+            raise ValueError("its shape has more than 2^63 - 1 elements")
+    return count
+
+
+def filled_elements(proto: tensor_pb2.TensorProto) -> int:
+    """The elements a request tensor leaves to TensorFlow's fill rule (its shape minus the values it carries).
+
+    A typed field with fewer values than the shape declares has its last value repeated
+    (zeros when it has none): those elements cost the server memory the request does not
+    carry. Values past the shape are ignored, as TensorFlow's ``Tensor::FromProto`` ignores them.
+
+    Raises:
+        ValueError: the shape is invalid (:func:`declared_elements`), or ``tensor_content``
+            does not hold exactly the shape's bytes.
+    """
+    count = declared_elements(proto)
+    if proto.dtype == types_pb2.DT_STRING:
+        return max(0, count - len(proto.string_val))
+    fast = _FIELDS.get(proto.dtype)
+    if fast is None:
+        return 0  # tf.make_ndarray's rules and errors
+    np_dtype, field, _, per_element = fast
+    if proto.tensor_content:
+        if len(proto.tensor_content) != count * np_dtype.itemsize:
+            raise ValueError(f"its tensor_content holds {len(proto.tensor_content)} bytes, but its shape "
+                             f"{[d.size for d in proto.tensor_shape.dim]} of {np_dtype.name} needs "
+                             f"{count * np_dtype.itemsize}")
+        return 0
+    return max(0, count - len(getattr(proto, field)) // per_element)
+
+
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """The numpy array a TensorProto holds (as ``tf.make_ndarray``), from ``tensor_content`` or the typed
     field TF Serving's clients fill (``float_val``, ``half_val`` bit patterns, ``scomplex_val`` pairs ...).
@@ -74,9 +127,9 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     if proto.dtype == types_pb2.DT_STRING:
         shape = [d.size for d in proto.tensor_shape.dim]
         count = math.prod(shape)
-        if len(proto.string_val) == count:
+        if len(proto.string_val) >= count:  # values past the shape are ignored, as in Tensor::FromProto
             array = np.empty(count, dtype=object)
-            array[:] = list(proto.string_val)
+            array[:] = proto.string_val[:count]
             return array.reshape(shape)
         return tf.make_ndarray(proto)  # TensorFlow's fill rule or its error
     fast = _FIELDS.get(proto.dtype)
@@ -88,7 +141,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape).copy()
     values = getattr(proto, field)
     count = math.prod(shape) * per_element
-    if len(values) == count:
+    if len(values) >= count:  # values past the shape are ignored, as in Tensor::FromProto
         # As tf.make_ndarray: np.fromiter into the stored type (half_val's patterns as uint16), then a view.
         return np.fromiter(values, dtype=stored, count=count).view(np_dtype).reshape(shape)
     # Fewer values than elements: TensorFlow repeats the last one (and zeros for none).

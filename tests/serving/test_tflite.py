@@ -280,9 +280,10 @@ def test_bad_rest_inputs_are_400_naming_the_input(served, body, words):
 
 def test_bad_grpc_inputs_are_invalid_argument_naming_the_input(served):
     _, stub = served
-    for inputs, words in [({"x": np.array([[b"a", b"b", b"c", b"d"]], dtype=object)}, ["'x'", "DT_STRING"]),
+    for inputs, words in [({"x": np.array([[b"a", b"b", b"c", b"d"]], dtype=object)}, ["'x'", "but string"]),
                           ({"x": np.ones((2, 5), np.float32)}, ["'x'", "[2, 5]"]),
-                          ({"x": np.ones((2, 4), np.float64)}, None)]:  # float64 converts, as for SavedModels
+                          ({"x": np.ones((2, 4), np.float64)}, ["'x'", "but double is provided"]),  # no casts
+                          ({"x": np.ones((2, 4), np.float32)}, None)]:
         if words is None:
             assert _grpc_predict(stub, "keras", inputs)["score"].shape == (2, 3)
             continue

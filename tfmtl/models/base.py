@@ -32,6 +32,7 @@ from tfmtl.layers.dcn import CrossNetwork
 from tfmtl.layers.numeric import PeriodicEmbedding, PiecewiseLinearEmbedding
 from tfmtl.layers.sequence import SequencePooling, TargetAttention
 from tfmtl.optimizers import default_optimizer
+from tfmtl.training.group_auc import batch_features
 
 ESMM_OUTPUTS = ("ctr", "cvr", "ctcvr")
 CROSS_MODES = (None, "stacked", "parallel")
@@ -195,13 +196,16 @@ class MultiTaskModel(keras.Model):
 
     # ------------------------------------------------------- Keras steps
     # Keras' own steps, traced without AutoGraph (see tfmtl._keras.without_autograph).
+    # The batch's features reach the group metrics (GroupAUC(group="user_id")) through batch_features.
     @without_autograph
     def train_step(self, data):
-        return super().train_step(data)
+        with batch_features(data):
+            return super().train_step(data)
 
     @without_autograph
     def test_step(self, data):
-        return super().test_step(data)
+        with batch_features(data):
+            return super().test_step(data)
 
     @without_autograph
     def predict_step(self, data):

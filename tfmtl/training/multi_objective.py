@@ -15,6 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfmtl._keras import keras, register, without_autograph
+from tfmtl.training.group_auc import batch_features
 from tfmtl.training.weighting import StaticWeights, Weighting
 
 __all__ = ["MultiObjectiveModel"]
@@ -190,7 +191,8 @@ class MultiObjectiveModel(keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = total / replicas if replicas > 1 else total
         self.optimizer.minimize(scaled, self.trainable_variables, tape=tape)
-        return self._finish_step(total, losses, weights, y, y_pred, sample_weight)
+        with batch_features(x):
+            return self._finish_step(total, losses, weights, y, y_pred, sample_weight)
 
     @without_autograph
     def test_step(self, data):
@@ -198,7 +200,8 @@ class MultiObjectiveModel(keras.Model):
         y_pred = self(x, training=False)
         losses = self.objective_losses(y, y_pred, sample_weight)
         total, weights = self._weighted_total(losses, training=False)
-        return self._finish_step(total, losses, weights, y, y_pred, sample_weight)
+        with batch_features(x):  # for the group metrics (GroupAUC(group=...))
+            return self._finish_step(total, losses, weights, y, y_pred, sample_weight)
 
     def _finish_step(self, total, losses, weights, y, y_pred, sample_weight):
         self._record(total, losses, weights)
