@@ -102,12 +102,17 @@ def census_export(rows: int, base: str) -> tuple[str, dict[str, np.ndarray], dic
 
 
 def start_server(config: str, workdir: str) -> tuple[subprocess.Popen, str, str]:
-    """``python -m serving`` on free ports; returns (process, REST URL host:port, gRPC target)."""
+    """``python -m serving`` on ``config`` and free ports; returns (process, REST URL host:port, gRPC target)."""
+    return start_serving_process([f"--model_config_file={config}", "--file_system_poll_wait_seconds=1",
+                                  "--max_concurrent_requests=0"], workdir)
+
+
+def start_serving_process(flags: list[str], workdir: str) -> tuple[subprocess.Popen, str, str]:
+    """``python -m serving`` with ``flags`` on free ports, its log in ``workdir/server.log``; returns
+    (process, REST host:port, gRPC target) once both ports serve."""
     log = open(os.path.join(workdir, "server.log"), "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", f"--model_config_file={config}", "--rest_api_port=0", "--port=0",
-         "--file_system_poll_wait_seconds=1", "--max_concurrent_requests=0"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-m", "serving", "--rest_api_port=0", "--port=0", *flags],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         log.seek(0)

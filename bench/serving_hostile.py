@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import selectors
 import socket
 import subprocess
@@ -47,7 +46,17 @@ import numpy as np
 import psutil
 
 from bench._report import atomic_path, write_atomically, write_json
-from bench.serving import RESULTS, ROOT, TESTDATA, Contention, grpc_call, grpc_request, http_client_call, load, run_cell
+from bench.serving import (
+    RESULTS,
+    TESTDATA,
+    Contention,
+    grpc_call,
+    grpc_request,
+    http_client_call,
+    load,
+    run_cell,
+    start_serving_process,
+)
 
 SCENARIOS = ("baseline", "silent", "slow_senders", "huge_headers", "amplifying", "all")
 MODEL = "half_plus_two"
@@ -68,26 +77,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def start_server(workdir: str, header_timeout: float) -> tuple[subprocess.Popen, str, str]:
     """``python -m serving`` for half_plus_two on free ports; returns (process, REST host:port, gRPC target)."""
-    log_path = os.path.join(workdir, "server.log")
-    log = open(log_path, "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving", f"--model_name={MODEL}", f"--model_base_path={TESTDATA}",
-         "--rest_api_port=0", "--port=0", "--enable_model_warmup=false",
-         f"--request_header_timeout_seconds={header_timeout}"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        log.seek(0)
-        text = log.read()
-        rest = re.search(r"REST API at http://(\S+?)/v1", text)
-        grpc_at = re.search(r"gRPC API at (\S+) ", text)
-        if rest and grpc_at and "Application startup complete" in text:
-            return process, rest.group(1), grpc_at.group(1)
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{text}")
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("server did not start")
+    return start_serving_process([f"--model_name={MODEL}", f"--model_base_path={TESTDATA}",
+                                  "--enable_model_warmup=false", f"--request_header_timeout_seconds={header_timeout}"],
+                                 workdir)
 
 
 # --------------------------------------------------------------------------- the server, sampled
