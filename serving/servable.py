@@ -171,10 +171,10 @@ class GraphSignature(Signature):
         # Feed what the graph's tensor takes: a SignatureDef's dtype may be wrong (TF Serving's own
         # half_plus_three declares its serialized-Example input DT_FLOAT) and TF Serving ignores it.
         graph = owner.session.graph
-        self._feed_dtypes = [graph.get_tensor_by_name(signature_def.inputs[k].name).dtype for k in self._input_keys]
         # What the graph takes is what a request must send (the gRPC reader checks it, as Session::Run does).
-        self.inputs = {k: dataclasses.replace(self.inputs[k], dtype=dtype)
-                       for k, dtype in zip(self._input_keys, self._feed_dtypes)}
+        self.inputs = {k: dataclasses.replace(self.inputs[k],
+                                              dtype=graph.get_tensor_by_name(signature_def.inputs[k].name).dtype)
+                       for k in self._input_keys}
         self._output_keys = sorted(signature_def.outputs)
         options = config_pb2.CallableOptions(
             feed=[signature_def.inputs[k].name for k in self._input_keys],
@@ -187,7 +187,7 @@ class GraphSignature(Signature):
         if set(tensors) != set(self.inputs):
             raise InvalidArgument(f"signature {self.key!r} takes inputs {list(self.inputs)}, got {sorted(tensors)}")
         feeds = [np.asarray(tensors[key], dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
-                 for key, dtype in zip(self._input_keys, self._feed_dtypes)]
+                 for key, dtype in ((k, self.inputs[k].dtype) for k in self._input_keys)]
         try:
             return dict(zip(self._output_keys, self._call(*feeds)))
         except tf.errors.OpError as e:

@@ -163,10 +163,11 @@ class PredictionService:
         if self.method_name_check and signature.method_name not in _PREDICT_METHODS:
             raise Internal(f"Expected prediction signature method_name to be one of {{{', '.join(_PREDICT_METHODS)}}}"
                            f". Was: {signature.method_name}")
-        if sent_names is not None:
+        if sent_names is not None:  # checked before decoding; the reader then returns exactly the signature's
             _check_input_names(signature, sent_names)
         inputs = read_inputs(signature.inputs)
-        _check_input_names(signature, inputs)
+        if sent_names is None:
+            _check_input_names(signature, inputs)
         wanted = _output_aliases(signature, output_filter)
         outputs = self.run(servable, signature, inputs)
         return Prediction(servable, signature, {key: outputs[key] for key in wanted})
