@@ -128,15 +128,15 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
     from pipeline.config import TrainingConfig
     from pipeline.pipeline import create_pipeline
 
+    # Only what was chosen: every default is TrainingRun's (tfmtl.training), as in `tfmtl train`.
+    chosen = {"epochs": args.epochs, "patience": args.patience, "lr_patience": args.lr_patience,
+              "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
+              "monitor": args.monitor, "weight_averaging": args.weight_averaging}
     training = TrainingConfig(
         model=args.model, model_kwargs=json.loads(args.model_kwargs),
         tasks=args.tasks.split(",") if args.tasks else None,
-        epochs=args.epochs, patience=args.patience, lr_patience=args.lr_patience, batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed,
-        # Only what was chosen: the defaults stay TrainingConfig's.
-        **{name: value for name, value in (("monitor", args.monitor), ("weight_averaging", args.weight_averaging))
-           if value is not None})
+        distribution=args.distribution, mixed_precision=args.mixed_precision,
+        **{name: value for name, value in chosen.items() if value is not None})
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
         training=training, data_format=data_format, train_pattern=train_pattern, eval_pattern=eval_pattern,
@@ -212,23 +212,24 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--model", default="mmoe", help="registered tfmtl model (mmoe, ple, esmm, fsmd, ...)")
     model.add_argument("--model-kwargs", default="{}", help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
     model.add_argument("--tasks", help="comma-separated label names (default: all labels; ESMM: click,conversion)")
-    model.add_argument("--epochs", type=int, default=3, help="epoch cap (early stopping on --monitor)")
-    model.add_argument("--patience", type=int, default=1, help="epochs without eval improvement before stopping "
-                                                               "(0: run every epoch)")
-    model.add_argument("--lr-patience", type=int, default=0, help="epochs without eval improvement before the "
-                                                                  "learning rate is cut (0: never)")
+    model.add_argument("--epochs", type=int,
+                       help="epoch cap (early stopping on --monitor; default: tfmtl.training.TrainingRun's)")
+    model.add_argument("--patience", type=int, help="epochs without eval improvement before stopping "
+                                                    "(0: run every epoch; default: TrainingRun's)")
+    model.add_argument("--lr-patience", type=int, help="epochs without eval improvement before the learning rate "
+                                                       "is cut (0: never; default: TrainingRun's)")
     model.add_argument("--monitor", choices=("val_auc", "val_loss"),  # tfmtl.training.convergence.MONITORS
                        help="what the learning-rate cut and early stopping decide on: the tasks' mean eval AUC or "
-                            "the eval split's loss (default: TrainingConfig's, val_auc)")
+                            "the eval split's loss (default: TrainingRun's)")
     model.add_argument("--weight-averaging", type=float, help="decay of the running weight average that is validated "
-                                                              "and kept (0: none; default: TrainingConfig's)")
-    model.add_argument("--batch-size", type=int, default=256)
-    model.add_argument("--learning-rate", type=float, default=1e-3)
+                                                              "and kept (0: none; default: TrainingRun's)")
+    model.add_argument("--batch-size", type=int, help="per replica (default: TrainingRun's)")
+    model.add_argument("--learning-rate", type=float, help="Adam's (default: TrainingRun's)")
     model.add_argument("--train-steps", type=int, help="train steps in total (default: --epochs passes)")
     model.add_argument("--eval-steps", type=int, help="validation steps (default: the whole eval split)")
     model.add_argument("--distribution", choices=("auto", "mirrored", "multi_worker", "none"), default="auto")
     model.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
-    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--seed", type=int, help="default: TrainingRun's")
     evaluation = parser.add_argument_group("evaluation and push")
     evaluation.add_argument("--slice", action="append", help="feature to slice the evaluation by (repeatable; "
                                                              "default for census: sex)")

@@ -67,7 +67,7 @@ def test_numeric_encoding_flag_reaches_the_spec(tmp_path, capsys, encoding, expe
     (None, None, None, None, {}),                                    # convergence_callbacks' own defaults
     (6, None, None, None, {"patience": 6}),
     (3, 0, None, None, {"patience": 3, "lr_patience": 0}),           # 0: the learning rate stays fixed
-    (None, 2, 0.0, None, {"lr_patience": 2, "averaging": 0.0}),      # 0: no weight averaging
+    (None, 2, 0.0, None, {"lr_patience": 2, "weight_averaging": 0.0}),      # 0: no weight averaging
     (None, None, None, "val_auc", {"monitor": "val_auc"}),
 ])
 def test_convergence_flags_pass_only_what_was_chosen(patience, lr_patience, averaging, monitor, expected):
