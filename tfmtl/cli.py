@@ -72,10 +72,10 @@ def train(args) -> dict:
 
     train_df, validation_df, test_df, spec = _load(args)
     run = _training_run(args)
-    if run.warm_start and not getattr(args, "spec", None):
-        # Known values keep their ids (and so their trained rows); values new in these rows get new ids.
-        spec = grown_spec(load_for_warm_start(run.warm_start).spec, train_df)
     try:  # the model's arguments, the weighting's and the warm start's are the user's choices
+        if run.warm_start and not getattr(args, "spec", None):
+            # Known values keep their ids (and so their trained rows); values new in these rows get new ids.
+            spec = grown_spec(load_for_warm_start(run.warm_start).spec, train_df)
         model = run.build(spec)
     except ValueError as error:
         raise SystemExit(f"tfmtl train: {error}") from error
