@@ -4,6 +4,7 @@ Examples::
 
     python -m pipeline run --model mmoe --rows 2000 --epochs 1 --serving-dir /tmp/serving
     python -m pipeline run --model ple --data data/ --eval-data eval/ --spec spec.json --run-dir runs/ple
+    python -m pipeline run --data adult.csv --label 'income_50k=income:>50K,>50K.' --exclude fnlwgt
     python -m pipeline compile --output tfmtl.json --pipeline-root gs://b/root --data gs://b/census \\
         --serving-dir gs://b/serving --spec spec.json --image gcr.io/p/tfmtl:1
     python -m pipeline summary --run-dir tfmtl-runs/tfmtl-mmoe
@@ -25,16 +26,30 @@ DEFAULT_SLICE = "sex"  # census
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfmtl.logs import silence_known_noise
 
     silence_known_noise()
+    from tfmtl.errors import USAGE_STATUS, one_line
+
     try:
         return args.command(args)
+    except _user_errors() as error:  # the user's mistake: one line, no traceback
+        print(f"{parser.prog}: error: {one_line(error)}", file=sys.stderr)
+        return USAGE_STATUS
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The user's mistakes (tfmtl's, and a bad span choice): one line on the terminal, exit 2."""
+    from pipeline.spans import SpanError
+    from tfmtl.errors import user_error_types
+
+    return (*user_error_types(), SpanError)
 
 
 # ------------------------------------------------------------------ commands
@@ -52,9 +67,16 @@ def _run(args: argparse.Namespace) -> int:
         def say(text: str) -> None:
             print(text, file=console, flush=True)
 
-        status = _run_pipeline(args, name, run_dir, say)
-        if status:
+        try:
+            status = _run_pipeline(args, name, run_dir, say)
+        except _user_errors() as error:  # main() reports a user's mistake as one line, without the log's tail
+            user_error = error
+        else:
+            user_error = None
+        if user_error is None and status:
             say(f"--- last lines of the log ---\n{log_tail(log_path)}--- full log: {log_path}")
+    if user_error is not None:
+        raise user_error
     return status
 
 
@@ -64,8 +86,12 @@ def _run_pipeline(args: argparse.Namespace, name: str, run_dir: str, say) -> int
     from pipeline.summary import summarize
 
     staged, grown = _stage_input(args, run_dir)
-    spec = grown or data.fit_spec(staged, args.spec, numeric_buckets=args.numeric_buckets)
+    spec = grown or data.fit_spec(staged, args.spec, numeric_buckets=args.numeric_buckets, labels=args.label or (),
+                                  **_spec_options(args))
     spec.save(os.path.join(run_dir, "spec.json"))
+    if not args.spec and not grown:
+        say(f"spec fitted on the train rows saved to {os.path.join(run_dir, 'spec.json')} (labels "
+            f"{', '.join(spec.label_names)}; reuse it with --spec)")
     slices = args.slice if args.slice is not None else [s for s in [DEFAULT_SLICE] if s in spec.feature_names]
     beam = _beam_args(args) or runner.direct_runner_args(args.beam_mode, args.beam_workers)
     pipeline = _create(args, name, runner.pipeline_root(run_dir), staged.root, spec, staged.data_format,
@@ -206,6 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="show TFX's own logs on the terminal instead of progress "
                                                             "lines (default: they go to <run dir>/logs/)")
     _common(run)
+    _inference_flags(run)
     _span_flags(run, patterns=True)
 
     compile_ = commands.add_parser("compile", help="compile for Kubeflow Pipelines V2 / Vertex AI Pipelines")
@@ -226,6 +253,53 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--pipeline-name", help="default: the run directory's name")
     summary.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _inference_flags(parser: argparse.ArgumentParser) -> None:
+    """Your own data: the labels and the options of the spec inferred from the train rows (``run`` only)."""
+    group = parser.add_argument_group("your own data (the spec inferred from the train rows, saved as "
+                                      "<run dir>/spec.json)")
+    group.add_argument("--label", action="append", type=_label, metavar="NAME[=COLUMN[:POSITIVE,...]]",
+                       help="a task (repeatable): NAME is a 0/1 column, NAME=COLUMN reads a 0/1 column, "
+                            "NAME=COLUMN:POS1,POS2 is 1 where COLUMN holds one of those values (e.g. "
+                            "income_50k=income:>50K,>50K.; a ',' inside a value is '\\,'); not with --spec")
+    group.add_argument("--exclude", action="append", metavar="COLUMN",
+                       help="a column that is not a feature (ids, leaky columns; repeatable)")
+    group.add_argument("--embedding-dim", type=int, help="width of every field (default: FeatureSpec.from_dataframe's)")
+    group.add_argument("--numeric-encoding", type=_numeric_encoding,
+                       help="how numeric columns are embedded: scalar, ple or periodic "
+                            "(default: FeatureSpec.from_dataframe's)")
+
+
+def _spec_options(args: argparse.Namespace) -> dict:
+    # Only what the user chose: the defaults stay in FeatureSpec.from_dataframe.
+    chosen = {"exclude": args.exclude, "embedding_dim": args.embedding_dim, "numeric_encoding": args.numeric_encoding}
+    return {name: value for name, value in chosen.items() if value is not None}
+
+
+def _label(text: str):
+    from tfmtl.features.labels import label_argument
+
+    return label_argument(text)
+
+
+def _numeric_encoding(text: str) -> str:
+    from tfmtl.features.spec import NUMERIC_ENCODINGS
+
+    if text not in NUMERIC_ENCODINGS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(NUMERIC_ENCODINGS)}, got {text!r}")
+    return text
+
+
+def _json_text(text: str) -> str:
+    """argparse type of --model-kwargs: checked here (a usage error naming the flag), parsed where it is used."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+    return text
 
 
 def _span_flags(parser: argparse.ArgumentParser, patterns: bool) -> None:
@@ -257,7 +331,8 @@ def _span_range(text: str) -> tuple[int, int]:
 def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> None:
     parser.add_argument("--pipeline-name", help="[a-z0-9-]; default: tfmtl-<model>")
     parser.add_argument("--spec", required=spec_required,
-                        help="FeatureSpec JSON (default for census data: fitted on the train rows)")
+                        help="FeatureSpec JSON (default: inferred from the train rows with --label, or the census "
+                             "spec for census data)")
     parser.add_argument("--numeric-buckets", type=int, default=0, help="quantile buckets per numeric feature "
                                                                         "when the spec is fitted")
     parser.add_argument("--schema", help="curated schema.pbtxt for ExampleValidator (default: inferred)")
@@ -265,7 +340,8 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
                         help="vocabularies and normalisation from the spec, or re-estimated by TFT analyzers")
     model = parser.add_argument_group("model and training")
     model.add_argument("--model", default="mmoe", help="registered tfmtl model (mmoe, ple, esmm, fsmd, ...)")
-    model.add_argument("--model-kwargs", default="{}", help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
+    model.add_argument("--model-kwargs", type=_json_text, default="{}",
+                       help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
     model.add_argument("--tasks", help="comma-separated label names (default: all labels; ESMM: click,conversion)")
     model.add_argument("--epochs", type=int,
                        help="epoch cap (early stopping on --monitor; default: tfmtl.training.TrainingRun's)")

@@ -12,12 +12,14 @@ import dataclasses
 import filecmp
 import glob
 import gzip
+import json
 import os
+from collections.abc import Sequence
 
 import pandas as pd
 
 from tfmtl.datasets import census
-from tfmtl.features import FeatureSpec, SpecError
+from tfmtl.features import FeatureSpec, Label, SpecError, typed_labels
 
 _SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord",
              ".tfrecord.gz": "tfrecord", ".tfrecords": "tfrecord", ".tfrecords.gz": "tfrecord"}
@@ -83,7 +85,8 @@ def stage(train: list[str], evaluation: list[str], run_dir: str, rows: int | Non
             _stage_file(path, target, fmt, rows)
     if evaluation:
         return StagedData(root, fmt, "train/*", "eval/*", tuple(staged["train"]))
-    return StagedData(root, fmt, None, None, tuple(staged["all"]))
+    # One split: ExampleGen hash-splits the files of its input_base, so that is the folder holding them.
+    return StagedData(os.path.join(root, "all"), fmt, None, None, tuple(staged["all"]))
 
 
 def stage_spans(data_root: str, train_pattern: str, eval_pattern: str, run_dir: str, rows: int | None = None,
@@ -118,18 +121,35 @@ def stage_spans(data_root: str, train_pattern: str, eval_pattern: str, run_dir: 
     return StagedData(root, fmt, train_pattern, eval_pattern, staged)
 
 
-def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: int = 0) -> FeatureSpec:
-    """The spec from ``spec_path``, or fitted on the staged train rows when they are census data."""
+def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: int = 0,
+             labels: Sequence[Label] = (), **options) -> FeatureSpec:
+    """The spec from ``spec_path``, or fitted on the staged train rows.
+
+    With ``labels`` (``--label``) the spec is inferred by :meth:`FeatureSpec.from_dataframe` with ``options``
+    (only the user's choices, e.g. ``exclude``; the defaults are ``from_dataframe``'s); without them the rows must be
+    census data. A bad label (a missing column, no positive rows) is a :class:`SpecError` naming it.
+    """
     if spec_path:
-        return FeatureSpec.load(spec_path)
+        if labels:
+            raise SpecError("--spec already names the labels: give --label or --spec, not both")
+        try:
+            return FeatureSpec.load(spec_path)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise SpecError(f"--spec {spec_path} is not a FeatureSpec JSON file ({error!r})") from error
     if data.data_format == "tfrecord":
         raise SpecError("TFRecord input needs --spec (a FeatureSpec JSON file)")
     frame = pd.concat([read_frame(path) for path in data.train_files], ignore_index=True)
+    if labels:
+        if numeric_buckets:
+            options = {**options, "numeric_buckets": numeric_buckets}
+        return FeatureSpec.from_dataframe(frame, labels=typed_labels(labels, frame), **options)
     needed = {label.column for label in census.LABELS} | set(census.NUMERIC) | set(census.INTEGER_CODED)
     if not needed <= set(frame.columns):
-        raise SpecError("the data is not census data; pass --spec (FeatureSpec JSON, e.g. written by "
-                        "FeatureSpec.from_dataframe(df, labels=[...]).save(path))")
-    return census.census_spec(frame, numeric_buckets=numeric_buckets)
+        raise SpecError(f"the data is not census data: name its labels with --label NAME=COLUMN:POSITIVE,... "
+                        f"(columns: {', '.join(map(str, frame.columns[:20]))}), or pass --spec")
+    if "exclude" in options:
+        raise SpecError("--exclude is for the spec inferred with --label; census data has its own features")
+    return census.census_spec(frame, numeric_buckets=numeric_buckets, **options)
 
 
 def read_frame(path: str) -> pd.DataFrame:

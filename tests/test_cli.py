@@ -1,4 +1,5 @@
 import argparse
+import re
 
 import pytest
 
@@ -21,10 +22,20 @@ def test_models_lists_registry(capsys):
     assert "mmoe" in capsys.readouterr().out.split()
 
 
-def test_csv_without_label_is_refused(tmp_path):
+def _refused(argv, capfd) -> str:
+    """The one line a refused command prints; it exits 2 with no traceback."""
+    assert cli.main(argv) == 2
+    err = capfd.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_csv_without_label_is_refused(tmp_path, capfd):
     (tmp_path / "t.csv").write_text("a,b\n1,0\n")
-    with pytest.raises(SystemExit, match="needs at least one --label"):
-        cli.main(["train", "--train-csv", str(tmp_path / "t.csv")])
+    line = _refused(["train", "--train-csv", str(tmp_path / "t.csv"), "--log", str(tmp_path / "l.log")], capfd)
+    assert line.startswith("tfmtl train: error: --train-csv needs a --label per task")
 
 
 def test_train_with_pid_weighting(capfd, tmp_path):
@@ -45,9 +56,10 @@ def test_train_with_pid_weighting(capfd, tmp_path):
     (["--weighting", "static", "--loss-weights", '{"nope": 2}'], r"weights name \['nope'\]"),
     (["--weighting", "pid", "--pid-set-point", "0.3", "--accuracy-objective", "nope"], "accuracy_objective 'nope'"),
 ])
-def test_bad_weighting_flags_are_refused(flags, message):
-    with pytest.raises(SystemExit, match=message):
-        cli.main(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", *flags])
+def test_bad_weighting_flags_are_refused(flags, message, capfd, tmp_path):
+    line = _refused(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1",
+                     "--log", str(tmp_path / "l.log"), *flags], capfd)
+    assert re.search(message, line) and line.startswith("tfmtl train: error: ")
 
 
 @pytest.mark.parametrize("encoding, expected", [(None, "ple"), ("scalar", "scalar"), ("periodic", "periodic")])
@@ -55,7 +67,8 @@ def test_numeric_encoding_flag_reaches_the_spec(tmp_path, capsys, encoding, expe
     rows = "\n".join(f"{i % 7 * 1.5},{'ab'[i % 2]},{i % 2}" for i in range(60))
     (tmp_path / "t.csv").write_text("x,c,y\n" + rows + "\n")
     args = argparse.Namespace(train_csv=str(tmp_path / "t.csv"), test_csv=None, label=["y"], rows=None, seed=0,
-                              embedding_dim=4, numeric_encoding=encoding)
+                              embedding_dim=4, numeric_encoding=encoding, exclude=None, spec=None, output=None,
+                              log_path=str(tmp_path / "train.log"))
     spec = cli._load(args)[3]
     assert [f.encoding for f in spec.numeric] == [expected]
     with pytest.raises(SystemExit):
@@ -76,11 +89,11 @@ def test_convergence_flags_pass_only_what_was_chosen(patience, lr_patience, aver
     assert cli._convergence_options(args) == expected
 
 
-def test_an_lr_patience_not_below_patience_is_refused():
-    with pytest.raises(SystemExit, match=r"tfmtl train: convergence_callbacks: lr_patience must be 0 \(fixed rate\) "
-                                         r"or between 1 and patience - 1 \(1\), got 2"):
-        cli.main(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", "--patience", "2",
-                  "--lr-patience", "2"])
+def test_an_lr_patience_not_below_patience_is_refused(capfd, tmp_path):
+    line = _refused(["train", "--model", "shared_bottom", "--rows", "200", "--epochs", "1", "--patience", "2",
+                     "--lr-patience", "2", "--log", str(tmp_path / "l.log")], capfd)
+    assert line == ("tfmtl train: error: convergence_callbacks: lr_patience must be 0 (fixed rate) "
+                    "or between 1 and patience - 1 (1), got 2")
 
 
 @pytest.mark.parametrize("command", [["train"], ["run"]], ids=["tfmtl", "pipeline"])
@@ -108,5 +121,93 @@ def test_warm_start_continues_from_a_saved_model(tmp_path, capfd):
     out = capfd.readouterr().out
     assert f"warm-started from {first}" in out and f"warm start from {first}: " in out
     assert "embedding rows carried" in out and second.exists()
-    with pytest.raises(SystemExit, match=f"tfmtl train: warm start: no trained model at '{tmp_path}/none.keras'"):
-        cli.main([*common, "--warm-start", str(tmp_path / "none.keras")])
+    line = _refused([*common, "--warm-start", str(tmp_path / "none.keras")], capfd)
+    assert line.startswith(f"tfmtl train: error: warm start: no trained model at '{tmp_path}/none.keras'")
+
+
+def _adult_like(path, rows: int = 400) -> str:
+    """UCI Adult's shape: hyphenated column names, an id, a '<=50K'/'>50K' label and 1-5 stars."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    age, education = rng.integers(18, 70, rows), rng.integers(1, 16, rows)
+    gain = rng.integers(0, 5000, rows) * (rng.random(rows) < 0.2)
+    score = 0.05 * (age - 40) + 0.3 * (education - 8) + gain / 2000 + rng.normal(0, 1, rows)
+    pd.DataFrame({"id": range(rows), "age": age, "education-num": education, "capital-gain": gain,
+                  "work-class": rng.choice(["Private", "Self-emp", "Gov"], rows),
+                  "income": np.where(score > 0.5, ">50K", "<=50K"),
+                  "stars": np.clip(np.round(3 + score), 1, 5).astype(int)}).to_csv(path, index=False)
+    return str(path)
+
+
+def test_own_csv_with_string_and_numeric_labels_and_the_saved_spec_reused(tmp_path, capfd):
+    from tfmtl.features import FeatureSpec, Label
+
+    data = _adult_like(tmp_path / "adult.csv")
+    common = ["train", "--model", "shared_bottom", "--train-csv", data, "--epochs", "1", "--log",
+              str(tmp_path / "l.log"), "--model-args", '{"bottom_units": [8], "tower_units": [4]}']
+    assert cli.main([*common, "--label", "income_50k=income:>50K", "--label", "good=stars:4,5", "--exclude", "id",
+                     "--output", str(tmp_path / "m.keras")]) == 0
+    out = capfd.readouterr().out
+    spec_path = tmp_path / "m.spec.json"
+    assert f"saved to {spec_path} (reuse it with --spec {spec_path})" in out
+    assert "test AUC income_50k: " in out and "test AUC good: " in out
+    spec = FeatureSpec.load(spec_path)
+    assert spec.labels == (Label("income_50k", "income", (">50K",)), Label("good", "stars", (4, 5)))
+    assert set(spec.feature_names) == {"age", "education-num", "capital-gain", "work-class"}  # id excluded
+    assert cli.main([*common, "--spec", str(spec_path)]) == 0
+    out = capfd.readouterr().out
+    assert "spec inferred" not in out and "test AUC good: " in out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--train-csv", "{tmp}/none.csv", "--label", "a"], "No such file or directory: {tmp}/none.csv"),
+    (["--train-csv", "{tmp}/empty.csv", "--label", "a"], "cannot read {tmp}/empty.csv as CSV: No columns to parse"),
+    (["--train-csv", "{tmp}/ragged.csv", "--label", "a"], "cannot read {tmp}/ragged.csv as CSV: Error tokenizing"),
+    (["--train-csv", "{tmp}/adult.csv", "--label", "x=nope:1"], "label 'x': column 'nope' is not in the data"),
+    (["--train-csv", "{tmp}/adult.csv", "--label", "income"], "label 'income': column 'income' must hold 0/1"),
+    (["--train-csv", "{tmp}/adult.csv", "--label", "x=income:>90K"],
+     "label 'x': column 'income' has no positive values ('>90K')"),
+    (["--train-csv", "{tmp}/adult.csv", "--label", "x=stars:1,2,3,4,5"], "every row of column 'stars' is positive"),
+    (["--train-csv", "{tmp}/adult.csv", "--spec", "{tmp}/none.json"], "No such file or directory: {tmp}/none.json"),
+    (["--train-csv", "{tmp}/adult.csv", "--spec", "{tmp}/bad.json"],
+     "--spec {tmp}/bad.json is not a FeatureSpec JSON file"),
+    (["--train-csv", "{tmp}/adult.csv", "--spec", "{tmp}/bad.json", "--label", "a"], "give --label or --spec"),
+    (["--train-csv", "{tmp}/adult.csv", "--label", "x=income:>50K", "--model", "nope"], "unknown model 'nope'"),
+    (["--label", "a"], "--spec, --label, --exclude and --test-csv are for your own data"),
+    (["--exclude", "age"], "give --train-csv too"),
+])
+def test_user_errors_are_one_line_and_exit_2(flags, message, tmp_path, capfd):
+    _adult_like(tmp_path / "adult.csv", rows=50)
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3,4,5,6\n")
+    (tmp_path / "bad.json").write_text("{not json")
+    flags = [flag.format(tmp=tmp_path) for flag in flags]
+    line = _refused(["train", "--epochs", "1", "--log", str(tmp_path / "l.log"), *flags], capfd)
+    assert line.startswith("tfmtl train: error: ") and message.format(tmp=tmp_path) in line
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--label", "=income"], "argument --label: '=income': the label name is empty"),
+    (["--label", "x=income:"], "argument --label: 'x=income:': empty positive value"),
+    (["--model-args", "{bad"], "argument --model-args: not JSON"),
+    (["--model-args", "[1]"], "argument --model-args: must be a JSON object"),
+])
+def test_malformed_flags_are_usage_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli._parser().parse_args(["train", *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_fault_is_one_line_with_the_traceback_in_the_log(tmp_path, capfd, monkeypatch):
+    log = tmp_path / "l.log"
+
+    def broken(args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "train", broken)
+    assert cli.main(["train", "--log", str(log)]) == 1
+    err = capfd.readouterr().err
+    assert err == f"tfmtl train: error: RuntimeError: disk on fire (traceback in {log})\n"
+    assert "Traceback" in log.read_text() and "disk on fire" in log.read_text()

@@ -3,6 +3,8 @@
     tfmtl train --model mmoe                                  # bundled census data, to convergence
     tfmtl train --model ple --rows 20000 --output ple.keras --model-args '{"num_levels": 1}'
     tfmtl train --model shared_bottom --train-csv tr.csv --test-csv te.csv --label clicked --label bought
+    tfmtl train --train-csv adult.csv --label 'income_50k=income:>50K,>50K.' --exclude fnlwgt --output m.keras
+    tfmtl train --train-csv next.csv --spec m.spec.json                      # the spec the first run saved
     tfmtl train --model mmoe --weighting pid --accuracy-objective income_50k --pid-set-point 0.3
     tfmtl models                                              # list model names
 """
@@ -30,9 +32,17 @@ def _numeric_encoding(value: str) -> str:
     return value
 
 
+def _label(value: str):
+    """argparse type of --label (see tfmtl.features.labels), imported only when the flag is given."""
+    from tfmtl.features.labels import label_argument
+
+    return label_argument(value)
+
+
 def _spec_options(args) -> dict:
     # Only what the user chose: the library's defaults stay in FeatureSpec.from_dataframe.
-    chosen = {"numeric_encoding": args.numeric_encoding, "embedding_dim": args.embedding_dim}
+    chosen = {"numeric_encoding": args.numeric_encoding, "embedding_dim": args.embedding_dim,
+              "exclude": args.exclude}
     return {name: value for name, value in chosen.items() if value is not None}
 
 
@@ -44,25 +54,69 @@ def _convergence_options(args) -> dict:
 
 
 def _load(args):
+    """Train, validation and test rows and their spec: --spec's, inferred from --train-csv, or census'."""
     from tfmtl.datasets import census
-    from tfmtl.features import FeatureSpec
+    from tfmtl.errors import UsageError
+    from tfmtl.features import FeatureSpec, typed_labels
 
-    if args.train_csv:
-        if not args.label:
-            raise SystemExit("--train-csv needs at least one --label (a 0/1 column)")
-        train = pd.read_csv(args.train_csv, nrows=args.rows)
-        if args.test_csv:
-            test = pd.read_csv(args.test_csv, nrows=args.rows)
-        else:
-            test = train.sample(frac=0.2, random_state=1)
-            train = train.drop(test.index)
-        # Early stopping watches a validation slice of the training rows, never the test rows.
-        validation = train.sample(frac=0.1, random_state=args.seed)
-        train = train.drop(validation.index)
-        spec = FeatureSpec.from_dataframe(train, labels=args.label, **_spec_options(args))
+    if not args.train_csv:
+        if args.spec or args.label or args.test_csv or args.exclude:
+            raise UsageError("--spec, --label, --exclude and --test-csv are for your own data: give --train-csv too")
+        splits = census.load_census(nrows=args.rows, **_spec_options(args))
+        return splits.train, splits.validation, splits.test, splits.spec
+    if args.spec and args.label:
+        raise UsageError("--spec already names the labels: give --label or --spec, not both")
+    if not args.spec and not args.label:
+        raise UsageError("--train-csv needs a --label per task (NAME, NAME=COLUMN or NAME=COLUMN:POSITIVE,...) "
+                         "or a --spec saved by an earlier run")
+    train = _read_csv(args.train_csv, args.rows)
+    if args.test_csv:
+        test = _read_csv(args.test_csv, args.rows)
+    else:
+        test = train.sample(frac=0.2, random_state=1)
+        train = train.drop(test.index)
+    # Early stopping watches a validation slice of the training rows, never the test rows.
+    validation = train.sample(frac=0.1, random_state=args.seed)
+    train = train.drop(validation.index)
+    if args.spec:
+        try:
+            spec = FeatureSpec.load(args.spec)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise UsageError(f"--spec {args.spec} is not a FeatureSpec JSON file ({error!r})") from error
+        spec.check_dataframe(train, require_labels=spec.label_names)
         return train, validation, test, spec
-    splits = census.load_census(nrows=args.rows, **_spec_options(args))
-    return splits.train, splits.validation, splits.test, splits.spec
+    spec = FeatureSpec.from_dataframe(train, labels=typed_labels(args.label, train), **_spec_options(args))
+    spec_path = _spec_path(args)
+    spec.save(spec_path)
+    print(f"spec inferred from {len(train):,} rows saved to {spec_path} (reuse it with --spec {spec_path})")
+    return train, validation, test, spec
+
+
+def _read_csv(path: str, rows: int | None) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, nrows=rows)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        # pandas' message does not name the file
+        raise pd.errors.ParserError(f"cannot read {path} as CSV: {error}") from error
+    if frame.empty:
+        raise pd.errors.EmptyDataError(f"{path} has a header but no rows")
+    return frame
+
+
+def _spec_path(args) -> str:
+    """Beside the saved model (model.keras -> model.spec.json), else beside the log."""
+    return os.path.splitext(args.output or args.log_path)[0] + ".spec.json"
+
+
+def _json_object(text: str) -> dict:
+    """argparse type of --model-args: a JSON object, or a usage error naming what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"num_experts\": 4}}', got {text!r}")
+    return value
 
 
 def train(args) -> dict:
@@ -114,7 +168,7 @@ def _training_run(args):
               "learning_rate": args.learning_rate, "seed": args.seed, "warm_start": args.warm_start,
               **_convergence_options(args)}
     try:
-        return TrainingRun(args.model, json.loads(args.model_args), weighting=args.weighting,
+        return TrainingRun(args.model, args.model_args, weighting=args.weighting,
                            weighting_args=weighting_args,
                            **{name: value for name, value in chosen.items() if value is not None})
     except ValueError as error:
@@ -134,12 +188,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("train", help="train a model with model.fit and report test AUC")
     fit.add_argument("--model", default="mmoe", help="registered model name (see `tfmtl models`)")
-    fit.add_argument("--model-args", default="{}", help="JSON keyword arguments for the model")
+    fit.add_argument("--model-args", type=_json_object, default={}, help="JSON keyword arguments for the model")
     fit.add_argument("--tasks", nargs="+", default=None, help="label names to train (default: all)")
     fit.add_argument("--rows", type=int, default=None, help="read only the first rows of each file")
     fit.add_argument("--train-csv", default=None, help="your own training CSV (default: bundled census)")
     fit.add_argument("--test-csv", default=None)
-    fit.add_argument("--label", action="append", help="a 0/1 label column of --train-csv (repeatable)")
+    fit.add_argument("--label", action="append", type=_label, metavar="NAME[=COLUMN[:POSITIVE,...]]",
+                     help="a task of --train-csv (repeatable): NAME is a 0/1 column, NAME=COLUMN reads a 0/1 column, "
+                          "NAME=COLUMN:POS1,POS2 is 1 where COLUMN holds one of those values (e.g. "
+                          "income_50k=income:>50K,>50K.; a ',' inside a value is '\\,')")
+    fit.add_argument("--spec", default=None, metavar="SPEC.json",
+                     help="the FeatureSpec of an earlier run (each run saves the one it inferred) instead of "
+                          "inferring one from --train-csv")
+    fit.add_argument("--exclude", action="append", default=None, metavar="COLUMN",
+                     help="a column of --train-csv that is not a feature (ids, leaky columns; repeatable)")
     fit.add_argument("--epochs", type=int, default=None,
                      help="epoch cap; training stops earlier when the validation AUC (--monitor) stops improving "
                           "(default: tfmtl.training.TrainingRun's)")
@@ -186,6 +248,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Runs a command. A user's mistake prints one line and exits 2; a fault prints one line and exits 1,
+    its traceback kept in the log."""
     args = _parser().parse_args(argv)
     silence_known_noise()
     if args.command == "models":
@@ -194,10 +258,29 @@ def main(argv=None) -> int:
         print("\n".join(available_models()))
         return 0
     # Python output (progress, AUCs) stays on the terminal; TensorFlow's C++ and logging output goes to the log.
-    log_path = args.log or os.path.join("tfmtl-runs", "logs", time.strftime("train-%Y%m%d-%H%M%S.log"))
-    print(f"full log: {log_path}", flush=True)
-    with capture_output(log_path) as console, contextlib.redirect_stdout(console):
-        train(args)
+    args.log_path = args.log or os.path.join("tfmtl-runs", "logs", time.strftime("train-%Y%m%d-%H%M%S.log"))
+    print(f"full log: {args.log_path}", flush=True)
+    from tfmtl.errors import FAULT_STATUS, USAGE_STATUS, one_line, user_error_types
+
+    failure = None
+    with capture_output(args.log_path) as console, contextlib.redirect_stdout(console):
+        try:
+            train(args)
+        except user_error_types() as error:
+            failure = USAGE_STATUS, one_line(error)
+        except SystemExit as error:  # raised with a message by the run's own checks (a bad model name, ...)
+            if not isinstance(error.code, str):
+                raise
+            failure = USAGE_STATUS, one_line(SystemExit(error.code.removeprefix("tfmtl train: ")))
+        except Exception as error:  # a fault: the traceback goes to the log, one line to the terminal
+            import traceback
+
+            traceback.print_exc()
+            failure = FAULT_STATUS, f"{type(error).__name__}: {one_line(error)} (traceback in {args.log_path})"
+    if failure:
+        status, message = failure
+        print(f"tfmtl train: error: {message}", file=sys.stderr)
+        return status
     return 0
 
 

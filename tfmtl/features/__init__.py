@@ -1,6 +1,7 @@
 """One feature spec and everything derived from it: inputs, preprocessing, datasets."""
 
 from tfmtl.features.data import batch_arrays, dataframe_to_dataset
+from tfmtl.features.labels import LABEL_SYNTAX, label_argument, parse_label, typed_labels
 from tfmtl.features.preprocessing import (
     BUCKET_SUFFIX,
     FeaturePreprocessing,
@@ -16,6 +17,7 @@ __all__ = [
     "CategoricalFeature",
     "FeaturePreprocessing",
     "FeatureSpec",
+    "LABEL_SYNTAX",
     "Label",
     "ListFeature",
     "NumericFeature",
@@ -25,5 +27,8 @@ __all__ = [
     "encoded_names",
     "feature_inputs",
     "fit_list",
+    "label_argument",
+    "parse_label",
     "serving_signature",
+    "typed_labels",
 ]

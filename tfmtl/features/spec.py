@@ -503,7 +503,8 @@ class FeatureSpec:
                 values = pd.to_numeric(df[label.column], errors="coerce")
                 if values.isna().any() or not values.isin([0, 1]).all():
                     raise SpecError(
-                        f"label '{name}': column '{label.column}' must hold 0/1 values (or set positive=...)")
+                        f"label '{name}': column '{label.column}' must hold 0/1 values (or name its positive values: "
+                        "Label(..., positive=...), --label NAME=COLUMN:VALUE,... on the command line)")
         if self.weight_column and require_labels:
             if self.weight_column not in df.columns:
                 raise SpecError(f"weight column '{self.weight_column}' is missing from the DataFrame")
