@@ -49,8 +49,11 @@ demo: $(STAMP)
 data: $(STAMP)
 	$(PY) -m tfmtl.datasets.movielens fetch --quiet
 
+# Both ends of the ranges, one after the other (2 cores): the whole suite in the Python 3.10 set, then
+# every test that needs no TFX in the newest set (test-newest, below).
 test: $(STAMP) data
 	$(PY) -m pytest -q --durations=20
+	@$(MAKE) --no-print-directory test-newest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -3,8 +3,8 @@
 ``pip install tfmtl`` brings the Keras library (models, layers, training, export, the ``tfmtl`` CLI);
 extras add the rest: ``[pipeline]`` (TFX, Beam, Kubeflow V2), ``[serving]`` (the TF Serving drop-in
 server and client; no TFX), ``[parquet]``, ``[dev]`` (tests, lint), ``[all]``. Requirements are ranges,
-one file each under ``requirements/``; the exact Python 3.10 set is ``requirements/constraints.txt``, the
-newest tested set (Python 3.12) ``requirements/lock-py312.txt`` (README: Compatibility).
+one file each under ``requirements/``; the exact Python 3.10 set is ``requirements/constraints.txt``; the
+newest tested set (Python 3.12) is these ranges resolved without constraints (README: Compatibility).
 """
 
 import os
