@@ -37,10 +37,13 @@ $(STAMP): $(REQUIREMENTS)
 # quick look), pushed to $(DEMO_DIR)/serving/census/<version>, then a REST prediction from that push.
 DEMO_DIR := tfmtl-runs/demo
 DEMO_ROWS ?=
+# The demo's own short run (at most 3 epochs, stop after one without improvement); a plain `python -m pipeline run`
+# trains with tfmtl.training.TrainingRun's defaults (cap 30, patience 4), as `tfmtl train` and bench/ do.
+DEMO_TRAINING := --epochs 3 --patience 1 --lr-patience 0
 # TensorFlow's, Beam's and the server's own logs go to files under $(DEMO_DIR)/logs/ (the demo prints the paths).
 demo: $(STAMP)
 	@$(PY) -m pipeline run --model mmoe --model-name census --run-dir $(DEMO_DIR) \
-		--serving-dir $(DEMO_DIR)/serving $(if $(DEMO_ROWS),--rows $(DEMO_ROWS))
+		--serving-dir $(DEMO_DIR)/serving $(DEMO_TRAINING) $(if $(DEMO_ROWS),--rows $(DEMO_ROWS))
 	@$(PY) -m serving.demo --model_name census --model_base_path $(DEMO_DIR)/serving/census \
 		--csv tfmtl/datasets/data/census/test.csv.gz --rows 5 --server_log $(DEMO_DIR)/logs/serving.log
 

@@ -32,7 +32,7 @@ from bench._stats import paired_auc_difference
 OUT = "bench/results/paired_auc"
 
 
-def compare(dataset: str, tfmtl_seed: int, lightgbm_seeds: list[int], max_epochs: int) -> list[dict]:
+def compare(dataset: str, tfmtl_seed: int, lightgbm_seeds: list[int], max_epochs: int | None) -> list[dict]:
     """One row per (task, LightGBM seed): tfmtl's default against that LightGBM run on the same test rows."""
     from tfmtl.features.spec import DEFAULT_NUMERIC_ENCODING
 
@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", nargs="+", default=list(tabular.DATASETS), choices=tabular.DATASETS)
     parser.add_argument("--tfmtl-seed", type=int, default=0)
     parser.add_argument("--lightgbm-seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: tfmtl.training.TrainingRun's cap")
     parser.add_argument("--out", default=OUT)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)

@@ -167,41 +167,34 @@ def run_lightgbm(data: dict, seed: int, keep_predictions: bool = False) -> dict:
             "version": lgb.__version__, **({"test_predictions": kept} if keep_predictions else {})}
 
 
-def run_tfmtl(data: dict, seed: int, encoding: str, cross: str, max_epochs: int, model_name: str,
+def run_tfmtl(data: dict, seed: int, encoding: str, cross: str, max_epochs: int | None, model_name: str,
               batch_size: int | None = None, keep_predictions: bool = False) -> dict:
     """``batch_size=None`` is what a user gets from ``model.fit(df)`` without one; ``keep_predictions`` as
     :func:`run_lightgbm`."""
     from sklearn.metrics import roc_auc_score
 
-    from tfmtl._keras import keras
     from tfmtl.features import FeatureSpec
-    from tfmtl.models import build_model
-    from tfmtl.models.base import DEFAULT_BATCH_SIZE
-    from tfmtl.training import WeightAveraging, best_epoch, convergence_callbacks
+    from tfmtl.training import TrainingRun
 
-    keras.utils.set_random_seed(seed)
     spec = FeatureSpec.from_dataframe(data["train"], labels=data["labels"], numeric_encoding=encoding,
                                       **data["spec_kwargs"])
-    model = build_model(model_name, spec, cross=None if cross == "none" else cross)
-    model.compile()
-    callbacks = convergence_callbacks()
-    averaging = next((c.decay for c in callbacks if isinstance(c, WeightAveraging)), None)
-    monitor = next(c.monitor for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
-    start = time.perf_counter()
-    history = model.fit(data["train"], validation_data=data["validation"], epochs=max_epochs, batch_size=batch_size,
-                        callbacks=callbacks, verbose=0)
-    seconds = time.perf_counter() - start
-    epochs = len(history.history["val_loss"])
+    # The library's run (the same as `tfmtl train`'s and the TFX Trainer's): only the cap and the batch are chosen.
+    chosen = {"epochs": max_epochs, "batch_size": batch_size}
+    run = TrainingRun(model_name, {"cross": None if cross == "none" else cross}, seed=seed,
+                      **{name: value for name, value in chosen.items() if value is not None})
+    model = run.build(spec)
+    report = run.fit(model, data["train"], data["validation"], verbose=0, evaluate=False)
+    seconds, epochs, history = report.seconds, report.epochs_run, report.history
     predictions = model.predict(data["test"], verbose=0)
     kept = {label: (spec.label_array(data["test"], label).ravel(), np.asarray(predictions[output]).ravel())
             for output, label in model.label_map.items()}
     aucs = {label: float(roc_auc_score(labels, scores)) for label, (labels, scores) in kept.items()}
     numeric_bins = max((len(f.edges) - 1 for f in spec.embedded_numeric if f.edges), default=0)
-    return {"auc": aucs, "seconds": seconds, "epochs": epochs, "best_epoch": best_epoch(history.history, monitor),
-            "params": int(model.count_params()), "batch_size": batch_size or DEFAULT_BATCH_SIZE,
+    return {"auc": aucs, "seconds": seconds, "epochs": epochs, "best_epoch": report.best_epoch,
+            "params": int(model.count_params()), "batch_size": run.batch_size,
             "embedding_dim": spec.embedding_dim, "max_numeric_bins": numeric_bins,
-            "dropout": model.get_config().get("dropout"), "lr_cuts": len(set(history.history["lr"])) - 1,
-            "weight_averaging": averaging, "monitor": monitor,
+            "dropout": model.get_config().get("dropout"), "lr_cuts": len(set(history["lr"])) - 1,
+            "weight_averaging": run.weight_averaging, "monitor": run.monitor,
             **({"test_predictions": kept} if keep_predictions else {})}
 
 
@@ -381,7 +374,7 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", nargs="+", default=["lightgbm", "tfmtl"], choices=("lightgbm", "tfmtl"),
                         help="LightGBM's seeds only change its row sampling: one seed is usually enough")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: tfmtl.training.TrainingRun's cap")
     parser.add_argument("--model", default="mmoe")
     parser.add_argument("--batch-size", type=int, default=None, help="default: model.fit's for a DataFrame")
     parser.add_argument("--out", default=OUT)

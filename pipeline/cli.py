@@ -63,9 +63,8 @@ def _run_pipeline(args: argparse.Namespace, name: str, run_dir: str, say) -> int
     from pipeline.gates import DataValidationError
     from pipeline.summary import summarize
 
-    train_files, eval_files = data.find_splits(args.data, args.eval_data)
-    staged = data.stage(train_files, eval_files, run_dir, rows=args.rows)
-    spec = data.fit_spec(staged, args.spec, numeric_buckets=args.numeric_buckets)
+    staged, grown = _stage_input(args, run_dir)
+    spec = grown or data.fit_spec(staged, args.spec, numeric_buckets=args.numeric_buckets)
     spec.save(os.path.join(run_dir, "spec.json"))
     slices = args.slice if args.slice is not None else [s for s in [DEFAULT_SLICE] if s in spec.feature_names]
     beam = _beam_args(args) or runner.direct_runner_args(args.beam_mode, args.beam_workers)
@@ -123,25 +122,53 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ helpers
+def _stage_input(args: argparse.Namespace, run_dir: str):
+    """The staged input, and for the next span of a warm-started run the last run's spec grown over its train rows
+    (``None`` otherwise: the spec is fitted or loaded as for any run)."""
+    import pandas as pd
+
+    from pipeline import data, spans
+
+    if args.train_pattern is None and args.eval_pattern is None:
+        spans.check_span_choice(args.span, args.span_range, span_patterns=False)
+        train_files, eval_files = data.find_splits(args.data, args.eval_data)
+        return data.stage(train_files, eval_files, run_dir, rows=args.rows), None
+    if not spans.check_patterns(args.train_pattern, args.eval_pattern):
+        raise spans.SpanError(f"run: --train-pattern and --eval-pattern are for span input and need "
+                              f"{spans.SPAN_SPEC}; give fixed files with --data and --eval-data")
+    if args.eval_data:
+        raise spans.SpanError("give --eval-data or span patterns (--train-pattern/--eval-pattern), not both")
+    spans.check_span_choice(args.span, args.span_range, span_patterns=True)
+    staged = data.stage_spans(args.data, args.train_pattern, args.eval_pattern, run_dir, rows=args.rows,
+                              span=spans.ingested_span(args.span, args.span_range))
+    previous = os.path.join(run_dir, "spec.json")
+    if args.spec or args.warm_start is False or not os.path.isfile(previous):
+        return staged, None
+    rows = pd.concat([data.read_frame(path) for path in staged.train_files], ignore_index=True)
+    return staged, spans.next_spec(previous, rows)
+
+
 def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_pattern, slices, beam,
             metadata_connection_config=None):
     from pipeline.config import TrainingConfig
     from pipeline.pipeline import create_pipeline
 
+    # Only what was chosen: every default is TrainingRun's (tfmtl.training), as in `tfmtl train`.
+    chosen = {"epochs": args.epochs, "patience": args.patience, "lr_patience": args.lr_patience,
+              "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
+              "monitor": args.monitor, "weight_averaging": args.weight_averaging}
     training = TrainingConfig(
         model=args.model, model_kwargs=json.loads(args.model_kwargs),
         tasks=args.tasks.split(",") if args.tasks else None,
-        epochs=args.epochs, patience=args.patience, lr_patience=args.lr_patience, batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        distribution=args.distribution, mixed_precision=args.mixed_precision, seed=args.seed,
-        # Only what was chosen: the defaults stay TrainingConfig's.
-        **{name: value for name, value in (("monitor", args.monitor), ("weight_averaging", args.weight_averaging))
-           if value is not None})
+        distribution=args.distribution, mixed_precision=args.mixed_precision,
+        **{name: value for name, value in chosen.items() if value is not None})
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
         training=training, data_format=data_format, train_pattern=train_pattern, eval_pattern=eval_pattern,
+        span=args.span, span_range=args.span_range, warm_start=args.warm_start,
         schema_path=args.schema, statistics=args.statistics, train_steps=args.train_steps, eval_steps=args.eval_steps,
-        slice_features=slices, min_auc=args.min_auc, max_auc_drop=args.max_auc_drop, model_name=args.model_name,
+        slice_features=slices, group_feature=args.group_feature, min_auc=args.min_auc,
+        max_auc_drop=args.max_auc_drop, model_name=args.model_name,
         metadata_connection_config=metadata_connection_config, beam_pipeline_args=beam,
         enable_cache=not args.no_cache)
 
@@ -179,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="show TFX's own logs on the terminal instead of progress "
                                                             "lines (default: they go to <run dir>/logs/)")
     _common(run)
+    _span_flags(run, patterns=True)
 
     compile_ = commands.add_parser("compile", help="compile for Kubeflow Pipelines V2 / Vertex AI Pipelines")
     compile_.set_defaults(command=_compile)
@@ -190,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--eval-pattern", help="eval files under --data (e.g. 'test*')")
     compile_.add_argument("--image", required=True, help="container image with TFX 1.16, tfmtl and pipeline installed")
     _common(compile_, spec_required=True)
+    _span_flags(compile_, patterns=False)
 
     summary = commands.add_parser("summary", help="summarise the latest run in a run directory")
     summary.set_defaults(command=_summary)
@@ -197,6 +226,32 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--pipeline-name", help="default: the run directory's name")
     summary.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _span_flags(parser: argparse.ArgumentParser, patterns: bool) -> None:
+    """Daily spans and warm start (``compile`` has its own pattern flags)."""
+    group = parser.add_argument_group("spans and warm start")
+    if patterns:
+        group.add_argument("--train-pattern", help="train files of a span under the --data directory, with {SPAN} "
+                                                   "(and {VERSION}), e.g. 'span-{SPAN}/train/*'; read in place "
+                                                   "(with --rows: the first rows staged under <run dir>/data)")
+        group.add_argument("--eval-pattern", help="eval files of a span, e.g. 'span-{SPAN}/eval/*'")
+    group.add_argument("--span", type=int, help="the span to read (default: the latest under --data)")
+    group.add_argument("--span-range", type=_span_range, metavar="A:B",
+                       help="read span B and train on spans A..B (those earlier runs of this pipeline ingested)")
+    group.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
+                       help="start the Trainer from the last blessed model when there is one, embedding rows carried "
+                            "to the grown vocabularies (the next span's spec grows <run dir>/spec.json); default: "
+                            "on for {SPAN} input, off for fixed files (a re-run stays cached)")
+
+
+def _span_range(text: str) -> tuple[int, int]:
+    from pipeline.spans import SpanError, parse_span_range
+
+    try:
+        return parse_span_range(text)
+    except SpanError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> None:
@@ -212,26 +267,29 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--model", default="mmoe", help="registered tfmtl model (mmoe, ple, esmm, fsmd, ...)")
     model.add_argument("--model-kwargs", default="{}", help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
     model.add_argument("--tasks", help="comma-separated label names (default: all labels; ESMM: click,conversion)")
-    model.add_argument("--epochs", type=int, default=3, help="epoch cap (early stopping on --monitor)")
-    model.add_argument("--patience", type=int, default=1, help="epochs without eval improvement before stopping "
-                                                               "(0: run every epoch)")
-    model.add_argument("--lr-patience", type=int, default=0, help="epochs without eval improvement before the "
-                                                                  "learning rate is cut (0: never)")
+    model.add_argument("--epochs", type=int,
+                       help="epoch cap (early stopping on --monitor; default: tfmtl.training.TrainingRun's)")
+    model.add_argument("--patience", type=int, help="epochs without eval improvement before stopping "
+                                                    "(0: run every epoch; default: TrainingRun's)")
+    model.add_argument("--lr-patience", type=int, help="epochs without eval improvement before the learning rate "
+                                                       "is cut (0: never; default: TrainingRun's)")
     model.add_argument("--monitor", choices=("val_auc", "val_loss"),  # tfmtl.training.convergence.MONITORS
                        help="what the learning-rate cut and early stopping decide on: the tasks' mean eval AUC or "
-                            "the eval split's loss (default: TrainingConfig's, val_auc)")
+                            "the eval split's loss (default: TrainingRun's)")
     model.add_argument("--weight-averaging", type=float, help="decay of the running weight average that is validated "
-                                                              "and kept (0: none; default: TrainingConfig's)")
-    model.add_argument("--batch-size", type=int, default=256)
-    model.add_argument("--learning-rate", type=float, default=1e-3)
+                                                              "and kept (0: none; default: TrainingRun's)")
+    model.add_argument("--batch-size", type=int, help="per replica (default: TrainingRun's)")
+    model.add_argument("--learning-rate", type=float, help="Adam's (default: TrainingRun's)")
     model.add_argument("--train-steps", type=int, help="train steps in total (default: --epochs passes)")
     model.add_argument("--eval-steps", type=int, help="validation steps (default: the whole eval split)")
     model.add_argument("--distribution", choices=("auto", "mirrored", "multi_worker", "none"), default="auto")
     model.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
-    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--seed", type=int, help="default: TrainingRun's")
     evaluation = parser.add_argument_group("evaluation and push")
     evaluation.add_argument("--slice", action="append", help="feature to slice the evaluation by (repeatable; "
                                                              "default for census: sex)")
+    evaluation.add_argument("--group-feature", help="also report each task's group AUC (gauc: the AUC per value of "
+                                                    "this feature, e.g. user_id, weighted by its rows)")
     evaluation.add_argument("--min-auc", type=float, default=0.5, help="every task's AUC must exceed this")
     evaluation.add_argument("--max-auc-drop", type=float, default=0.0,
                             help="allowed AUC drop against the last blessed model")

@@ -86,6 +86,38 @@ def stage(train: list[str], evaluation: list[str], run_dir: str, rows: int | Non
     return StagedData(root, fmt, None, None, tuple(staged["all"]))
 
 
+def stage_spans(data_root: str, train_pattern: str, eval_pattern: str, run_dir: str, rows: int | None = None,
+                span: int | None = None) -> StagedData:
+    """Span input (``{SPAN}`` patterns under the directory ``data_root``): read in place, or with ``rows``
+    staged under ``run_dir/data`` with the same layout, the first rows of every file of every span.
+
+    In place, a span delivered tomorrow is read by tomorrow's run as it lands. ``train_files``
+    are the train files of the span the ExampleGen will read (``span``, else the latest), the
+    rows the spec is fitted on or grown over.
+    """
+    from pipeline import spans  # pipeline.spans imports tfmtl.training: only for span runs
+
+    if not os.path.isdir(data_root):
+        raise FileNotFoundError(f"--data '{data_root}': span patterns need a directory holding the spans")
+    chosen = spans.find_span(data_root, train_pattern, span)
+    spans.find_span(data_root, eval_pattern, chosen.span)  # the eval split of the same span exists
+    formats = {data_format(f) for f in chosen.files}
+    if len(formats) != 1:
+        raise ValueError(f"all input files must have one format, got {sorted(formats)}")
+    fmt = formats.pop()
+    if fmt == "csv" and any(f.endswith(".gz") for f in chosen.files):
+        raise ValueError(f"span {chosen.span}: CsvExampleGen cannot read gzipped CSV files in place; decompress them")
+    if rows is None:
+        return StagedData(os.path.abspath(data_root), fmt, train_pattern, eval_pattern, chosen.files)
+    root = os.path.join(run_dir, "data")
+    for pattern in (train_pattern, eval_pattern):
+        for path in glob.glob(os.path.join(data_root, spans.as_glob(pattern))):
+            if os.path.isfile(path):
+                _stage_file(path, os.path.join(root, os.path.relpath(path, data_root)), fmt, rows)
+    staged = tuple(os.path.join(root, os.path.relpath(path, data_root)) for path in chosen.files)
+    return StagedData(root, fmt, train_pattern, eval_pattern, staged)
+
+
 def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: int = 0) -> FeatureSpec:
     """The spec from ``spec_path``, or fitted on the staged train rows when they are census data."""
     if spec_path:

@@ -1,9 +1,11 @@
-"""What a run did, read back from ML Metadata: per-component state and time, AUCs, blessing, push."""
+"""What a run did, read back from ML Metadata: per-component state and time, AUCs, blessing, push, warm start."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from typing import Any
 
 from ml_metadata.metadata_store import metadata_store
@@ -31,6 +33,8 @@ class RunSummary:
     metrics: dict[str, dict[str, float]]  # model output -> TFMA metric -> value (candidate, overall slice)
     blessed: bool | None
     pushed_to: str | None
+    # The Trainer report's "warm_start": {"from": base model, "carried": {feature: rows}, "new": {feature: rows}}
+    warm_start: dict[str, Any] | None = None
 
     def component(self, name: str) -> ComponentRun | None:
         return next((c for c in self.components if c.component == name), None)
@@ -47,14 +51,25 @@ class RunSummary:
         lines = [f"pipeline {self.pipeline_name}, run {self.run_id}", f"  {'component':<32} {'state':<8} {'time':>8}"]
         lines += [f"  {c.component:<32} {c.state:<8} {c.seconds:7.1f}s" for c in self.components]
         lines.append(f"  {'total':<32} {'':<8} {sum(c.seconds for c in self.components):7.1f}s")
+        if self.metrics:  # read by TFMA: pipeline.evaluation (TFMA) is loaded already
+            from pipeline.evaluation import GROUP_AUC_NAME
+
+            shown_names = ("auc", GROUP_AUC_NAME, "binary_crossentropy", "calibration")
         for output, metrics in sorted(self.metrics.items()):
-            shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in ("auc", "binary_crossentropy", "calibration")
-                              if name in metrics)
+            shown = ", ".join(f"{name} {metrics[name]:.4f}" for name in shown_names if name in metrics)
             lines.append(f"eval {output}: {shown}")
+        if self.warm_start is not None:
+            lines.append(_warm_start_line(self.warm_start))
         if self.blessed is not None:
             lines.append(f"blessed: {'yes' if self.blessed else 'no'}")
         lines.append(f"pushed: {self.pushed_to or 'no'}")
         return "\n".join(lines)
+
+
+def _warm_start_line(entry: dict[str, Any]) -> str:
+    carried, new = entry.get("carried", {}), entry.get("new", {})
+    rows = ", ".join(f"{name} {carried.get(name, 0)}/{new.get(name, 0)}" for name in sorted({*carried, *new}))
+    return f"warm start: from {entry['from']}" + (f"; embedding rows carried/new: {rows}" if rows else "")
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -82,6 +97,8 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str | None = None)
         outputs = _outputs(store, execution.id)
         summary.components.append(ComponentRun(node, _STATES.get(execution.last_known_state, "?"), seconds,
                                                {key: [a.uri for a in items] for key, items in outputs.items()}))
+        if "model_run" in outputs:
+            summary.warm_start = _trainer_warm_start(outputs["model_run"][0].uri)
         if "blessing" in outputs:
             summary.blessed = bool(outputs["blessing"][0].custom_properties["blessed"].int_value)
         if "evaluation" in outputs:
@@ -91,6 +108,16 @@ def summarize(metadata_path: str, pipeline_name: str, run_id: str | None = None)
             if pushed["pushed"].int_value:
                 summary.pushed_to = pushed["pushed_destination"].string_value
     return summary
+
+
+def _trainer_warm_start(model_run_uri: str) -> dict[str, Any] | None:
+    from pipeline.trainer import REPORT_FILE  # TensorFlow: only when the run has a Trainer
+
+    path = os.path.join(model_run_uri, REPORT_FILE)
+    if not os.path.isfile(path):  # the Trainer failed or runs elsewhere (gs://)
+        return None
+    with open(path) as f:
+        return json.load(f).get("warm_start")
 
 
 def _pipeline_of(store, run_context) -> str | None:

@@ -9,7 +9,9 @@ with the Transform layer in front (see :mod:`pipeline.signatures`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import os
 import tempfile
@@ -27,20 +29,33 @@ from pipeline.transform import fitted_spec
 from tfmtl import export
 from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
-from tfmtl.models import build_model
-from tfmtl.optimizers import Adam
-from tfmtl.training import base_model, best_epoch, with_weighting
+from tfmtl.training import TrainingReport, WarmStartReport, base_model
 
-# In fn_args.model_run_dir, beside the TensorBoard logs: the trained Keras model and what the fit did.
-KERAS_MODEL_FILE, REPORT_FILE = "model.keras", "training.json"
+# The Trainer's report (in fn_args.model_run_dir, beside the TensorBoard logs), and the trained Keras model with its
+# fitted spec inside the Model artifact, beside Format-Serving: the next span's Trainer warm-starts from it.
+REPORT_FILE = "training.json"
+KERAS_DIR, KERAS_MODEL_FILE, SPEC_FILE = "Format-Keras", "model.keras", "spec.json"
 EVAL_BATCH_SIZE = 1024
 
 
+def keras_model_dir(serving_model_dir: str) -> str:
+    """Where the Trainer keeps the Keras model of the Model artifact whose serving directory is ``serving_model_dir``
+    (``fn_args.serving_model_dir`` for this run's, ``fn_args.base_model`` for the base model's)."""
+    return os.path.join(os.path.dirname(os.path.normpath(serving_model_dir)), KERAS_DIR)
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point (``Trainer(run_fn="pipeline.trainer.run_fn")``)."""
+    """TFX Trainer entry point (``Trainer(run_fn="pipeline.trainer.run_fn")``).
+
+    With a ``base_model`` (the last blessed model) the new model starts from its weights, the
+    embedding rows of known values moved to their ids in this run's vocabularies.
+    """
     spec, training, statistics = read_trainer_config(fn_args.custom_config)
     tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     spec = fitted_spec(spec, tft_output, statistics)
+    base = _warm_start_source(fn_args.base_model)
+    if base is not None:
+        training = dataclasses.replace(training, warm_start=base)
     keras.utils.set_random_seed(training.seed)
     strategy = choose_strategy(training.distribution)
     with precision_policy(training.mixed_precision):
@@ -56,19 +71,40 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                               EVAL_BATCH_SIZE, shuffle=False, repeat=False)
         chief = is_chief(strategy)
         model_run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="tfmtl-worker-")
-        # Train to convergence: stop when the monitored eval AUC (or loss) stops improving, keep the best
-        # epoch's (averaged) weights.
-        callbacks = [*training.convergence_callbacks(),
-                     keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)]
-        history = model.fit(
-            train, epochs=training.epochs,
+        # The run's convergence (stop when the eval AUC or loss stops improving, keep the best epoch's averaged
+        # weights), then TensorBoard.
+        report = training.fit(
+            model, train, evaluation,
+            callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)],
             steps_per_epoch=math.ceil(train_steps / training.epochs) if train_steps else None,
-            validation_data=evaluation, validation_steps=fn_args.eval_steps, callbacks=callbacks, verbose=2)
+            validation_steps=fn_args.eval_steps)
         # Every task saves (saving may need the other workers); only the chief's copy is the model.
         serving_dir = fn_args.serving_model_dir if chief else os.path.join(model_run_dir, "serving")
-        model.save(os.path.join(model_run_dir, KERAS_MODEL_FILE))
+        _save_keras(model, spec, keras_model_dir(serving_dir))
         export_serving_model(base_model(_plain_copy(model, spec, training, strategy)), tft_output, spec, serving_dir)
-        _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, history.history, training)
+        _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, report, training)
+
+
+def _warm_start_source(base_serving_dir: str | None) -> str | None:
+    """The base model's ``.keras`` file, or ``None`` without a base model (the first run) or without a Keras copy
+    (a model exported before the Trainer kept one: it trains from scratch, and the report says so)."""
+    if not base_serving_dir:
+        return None
+    path = os.path.join(keras_model_dir(base_serving_dir), KERAS_MODEL_FILE)
+    if not tf.io.gfile.exists(path):
+        logging.warning("base model %s has no Keras copy at %s: training from scratch", base_serving_dir, path)
+        return None
+    return path
+
+
+def _save_keras(model: keras.Model, spec: FeatureSpec, directory: str) -> None:
+    # Keras writes .keras files through the local file system: save locally, then copy (gs:// model URIs too).
+    tf.io.gfile.makedirs(directory)
+    with tempfile.TemporaryDirectory(prefix="tfmtl-keras-") as local:
+        model.save(os.path.join(local, KERAS_MODEL_FILE))
+        spec.save(os.path.join(local, SPEC_FILE))
+        for name in (KERAS_MODEL_FILE, SPEC_FILE):
+            tf.io.gfile.copy(os.path.join(local, name), os.path.join(directory, name), overwrite=True)
 
 
 def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, spec: FeatureSpec,
@@ -84,17 +120,12 @@ def export_serving_model(model: keras.Model, tft_output: tft.TFTransformOutput, 
         extra_signatures=signatures.eval_signatures(model, tft_layer, spec, raw_feature_spec, encoded))
 
 
-def _build(spec: FeatureSpec, training: TrainingConfig) -> keras.Model:
-    model = build_model(training.model, spec, training.tasks, encoded_inputs=True, **training.model_kwargs)
-    extra = sorted(set(model.input_names) - set(encoded_names(spec)))
+def _build(spec: FeatureSpec, training: TrainingConfig, seed: bool = True) -> keras.Model:
+    model = training.build(spec, encoded_inputs=True, seed=seed)
+    extra = sorted(set(base_model(model).input_names) - set(encoded_names(spec)))
     if extra:
         raise ValueError(f"model '{training.model}' needs inputs {extra} beyond the feature spec; the pipeline "
                          "only feeds the Transform output")
-    expected = training.output_labels(spec)
-    if model.label_map != expected:
-        raise ValueError(f"model '{training.model}' trains outputs {model.label_map}, the Evaluator expects {expected}")
-    model = with_weighting(model, training.weighting, **training.weighting_args)
-    model.compile(optimizer=Adam(training.learning_rate))
     return model
 
 
@@ -109,7 +140,7 @@ def _plain_copy(model: keras.Model, spec: FeatureSpec, training: TrainingConfig,
     """
     if strategy is tf.distribute.get_strategy():  # the default strategy: nothing distributed
         return model
-    copy = _build(spec, training)
+    copy = _build(spec, dataclasses.replace(training, warm_start=None), seed=False)
     copy.set_weights(model.get_weights())
     return copy
 
@@ -136,13 +167,16 @@ def _dataset(files: list[str], data_accessor, tft_output: tft.TFTransformOutput,
     return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, history: Mapping[str, list],
+def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, report: TrainingReport,
                   training: TrainingConfig) -> None:
-    report = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
-              "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
-              "history": {name: [float(v) for v in values] for name, values in history.items()}}
-    if history.get("loss"):  # how many epochs ran and the one whose weights were kept (the last without a stop)
-        report["epochs_run"] = len(history["loss"])
-        report["best_epoch"] = best_epoch(history, training.monitor) if training.patience else report["epochs_run"]
+    content = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
+               "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
+               **report.to_dict(), "warm_start": _warm_start_entry(training.warm_start, report.warm_start)}
     with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(report, indent=1))
+        f.write(json.dumps(content, indent=1))
+
+
+def _warm_start_entry(source: str | None, carried: WarmStartReport | None) -> dict | None:
+    if source is None:
+        return None
+    return {"from": source, **dataclasses.asdict(carried)} if carried else {"from": source}

@@ -67,7 +67,7 @@ def test_numeric_encoding_flag_reaches_the_spec(tmp_path, capsys, encoding, expe
     (None, None, None, None, {}),                                    # convergence_callbacks' own defaults
     (6, None, None, None, {"patience": 6}),
     (3, 0, None, None, {"patience": 3, "lr_patience": 0}),           # 0: the learning rate stays fixed
-    (None, 2, 0.0, None, {"lr_patience": 2, "averaging": 0.0}),      # 0: no weight averaging
+    (None, 2, 0.0, None, {"lr_patience": 2, "weight_averaging": 0.0}),      # 0: no weight averaging
     (None, None, None, "val_auc", {"monitor": "val_auc"}),
 ])
 def test_convergence_flags_pass_only_what_was_chosen(patience, lr_patience, averaging, monitor, expected):
@@ -95,3 +95,18 @@ def test_the_monitor_choices_are_convergence_callbacks(command, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args([*command, "--monitor", "auc"])
     assert "argument --monitor: invalid choice: 'auc'" in capsys.readouterr().err
+
+
+def test_warm_start_continues_from_a_saved_model(tmp_path, capfd):
+    """The next run starts from the last model: known rows carried, the report printed, the same run otherwise."""
+    first, second = tmp_path / "first.keras", tmp_path / "second.keras"
+    common = ["train", "--model", "shared_bottom", "--rows", "2000", "--epochs", "1", "--log", str(tmp_path / "l.log"),
+              "--model-args", '{"bottom_units": [8], "tower_units": [4]}']
+    assert cli.main([*common, "--output", str(first)]) == 0
+    capfd.readouterr()
+    assert cli.main([*common, "--output", str(second), "--warm-start", str(first)]) == 0
+    out = capfd.readouterr().out
+    assert f"warm-started from {first}" in out and f"warm start from {first}: " in out
+    assert "embedding rows carried" in out and second.exists()
+    with pytest.raises(SystemExit, match=f"tfmtl train: warm start: no trained model at '{tmp_path}/none.keras'"):
+        cli.main([*common, "--warm-start", str(tmp_path / "none.keras")])

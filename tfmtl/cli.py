@@ -38,7 +38,7 @@ def _spec_options(args) -> dict:
 
 def _convergence_options(args) -> dict:
     # Only what the user chose, as in _spec_options (0 switches the rate cut or the averaging off).
-    chosen = {"patience": args.patience, "lr_patience": args.lr_patience, "averaging": args.weight_averaging,
+    chosen = {"patience": args.patience, "lr_patience": args.lr_patience, "weight_averaging": args.weight_averaging,
               "monitor": args.monitor}
     return {name: value for name, value in chosen.items() if value is not None}
 
@@ -68,49 +68,57 @@ def _load(args):
 def train(args) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from tfmtl._keras import keras
-    from tfmtl.models import build_model
-    from tfmtl.optimizers import Adam
-    from tfmtl.training import base_model, best_epoch, convergence_callbacks, with_weighting
+    from tfmtl.training import grown_spec, load_for_warm_start
 
-    keras.utils.set_random_seed(args.seed)
     train_df, validation_df, test_df, spec = _load(args)
-    model = build_model(args.model, spec, args.tasks, **json.loads(args.model_args))
-    try:
-        model = with_weighting(model, args.weighting, accuracy_objective=args.accuracy_objective,
-                               **_weighting_args(args))
+    run = _training_run(args)
+    try:  # the model's arguments, the weighting's and the warm start's are the user's choices
+        if run.warm_start and not getattr(args, "spec", None):
+            # Known values keep their ids (and so their trained rows); values new in these rows get new ids.
+            spec = grown_spec(load_for_warm_start(run.warm_start).spec, train_df)
+        model = run.build(spec)
     except ValueError as error:
         raise SystemExit(f"tfmtl train: {error}") from error
-    model.compile(optimizer=Adam(args.learning_rate))
-    base = base_model(model)
-    weighted = "" if base is model else f" ({args.weighting} loss weighting)"
-    print(f"{base.name}{weighted}: {base.count_params():,} parameters; training on {len(train_df):,} rows", flush=True)
-    start = time.perf_counter()
+    print(f"{run.describe(model)}; training on {len(train_df):,} rows", flush=True)
     # Train to convergence: cut the learning rate when the validation AUC stalls, stop when it has not
     # improved for --patience epochs and keep the best epoch's weights; --epochs is only a cap.
-    try:
-        callbacks = convergence_callbacks(**_convergence_options(args))
-        monitor = next(c.monitor for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping))
-    except ValueError as error:
-        raise SystemExit(f"tfmtl train: {error}") from error
-    history = model.fit(train_df, validation_data=validation_df, epochs=args.epochs, batch_size=args.batch_size,
-                        callbacks=callbacks, verbose=2)
-    seconds = time.perf_counter() - start
-    epochs = len(history.history[monitor])
-    best = best_epoch(history.history, monitor)
-    print(f"best epoch {best} of {epochs} ({monitor} {history.history[monitor][best - 1]:.4f}); "
-          "its weights are kept")
+    report = run.fit(model, train_df, validation_df, evaluate=False)
+    if report.warm_start is not None:
+        grown = {name: count for name, count in report.warm_start.new.items() if count}
+        print(f"warm start from {run.warm_start}: {sum(report.warm_start.carried.values()):,} embedding rows "
+              f"carried, new rows for {grown or 'no feature'}")
+    monitored = report.history.get(run.monitor)
+    kept = f" ({run.monitor} {monitored[report.best_epoch - 1]:.4f})" if monitored else ""
+    print(f"best epoch {report.best_epoch} of {report.epochs_run}{kept}; its weights are kept")
     predictions = model.predict(test_df, verbose=0)
     aucs = {}
-    for output, label in base.label_map.items():
+    for output, label in run.output_labels(spec).items():
         aucs[output] = float(roc_auc_score(spec.label_array(test_df, label).ravel(), predictions[output].ravel()))
     for output, auc in aucs.items():
         print(f"test AUC {output}: {auc:.4f}")
-    print(f"trained in {seconds:.0f}s ({len(train_df) * epochs / seconds:,.0f} examples/s)")
+    print(f"trained in {report.seconds:.0f}s ({report.examples_per_second:,.0f} examples/s)")
     if args.output:
         model.save(args.output)
         print(f"saved {args.output}")
     return aucs
+
+
+def _training_run(args):
+    """The run the flags describe: only what was chosen, every default is :class:`tfmtl.training.TrainingRun`'s."""
+    from tfmtl.training import TrainingRun
+
+    weighting_args = _weighting_args(args)
+    if args.accuracy_objective is not None:
+        weighting_args["accuracy_objective"] = args.accuracy_objective
+    chosen = {"tasks": args.tasks, "epochs": args.epochs, "batch_size": args.batch_size,
+              "learning_rate": args.learning_rate, "seed": args.seed, "warm_start": args.warm_start,
+              **_convergence_options(args)}
+    try:
+        return TrainingRun(args.model, json.loads(args.model_args), weighting=args.weighting,
+                           weighting_args=weighting_args,
+                           **{name: value for name, value in chosen.items() if value is not None})
+    except ValueError as error:
+        raise SystemExit(f"tfmtl train: {error}") from error
 
 
 def _weighting_args(args) -> dict:
@@ -132,8 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--train-csv", default=None, help="your own training CSV (default: bundled census)")
     fit.add_argument("--test-csv", default=None)
     fit.add_argument("--label", action="append", help="a 0/1 label column of --train-csv (repeatable)")
-    fit.add_argument("--epochs", type=int, default=30, help="epoch cap; training stops earlier when the "
-                                                             "validation AUC (--monitor) stops improving")
+    fit.add_argument("--epochs", type=int, default=None,
+                     help="epoch cap; training stops earlier when the validation AUC (--monitor) stops improving "
+                          "(default: tfmtl.training.TrainingRun's)")
     fit.add_argument("--patience", type=int, default=None,
                      help="epochs without validation improvement before stopping "
                           "(default: tfmtl.training.convergence_callbacks')")
@@ -146,8 +155,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--monitor", choices=("val_auc", "val_loss"), default=None,  # convergence.MONITORS
                      help="what decides the cut and the stop: the mean validation AUC of the tasks, or the "
                           "validation loss (default: tfmtl.training.convergence_callbacks', val_auc)")
-    fit.add_argument("--batch-size", type=int, default=None, help="default: the model's fit default")
-    fit.add_argument("--learning-rate", type=float, default=1e-3)
+    fit.add_argument("--batch-size", type=int, default=None, help="default: TrainingRun's")
+    fit.add_argument("--learning-rate", type=float, default=None, help="Adam's (default: TrainingRun's)")
     fit.add_argument("--embedding-dim", type=int, default=None,
                      help="width of every field (default: FeatureSpec.from_dataframe's; census: 4)")
     fit.add_argument("--numeric-encoding", type=_numeric_encoding, default=None,
@@ -155,6 +164,9 @@ def _parser() -> argparse.ArgumentParser:
                           "(default: FeatureSpec.from_dataframe's)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", default=None, help="save the trained model as a .keras file")
+    fit.add_argument("--warm-start", default=None, metavar="MODEL.keras",
+                     help="start from a trained model's weights: its vocabularies grow by the new rows' values, "
+                          "known values keep their embedding rows, new ones start from the initializer")
     fit.add_argument("--log", default=None, help="TensorFlow's own log output goes here "
                                                  "(default: tfmtl-runs/logs/train-<time>.log)")
     weighting = fit.add_argument_group("loss weighting (tfmtl.training.with_weighting)")

@@ -20,6 +20,9 @@ from tfmtl.datasets import census
 
 TRAIN_ROWS, EVAL_ROWS = 400, 200
 SMALL_MMOE = {"num_experts": 2, "expert_units": [8], "tower_units": [4]}
+# The tests' short run, said here rather than through a shorter default (TrainingRun's cap is 30 epochs).
+SHORT_RUN = {"epochs": 3, "patience": 1, "lr_patience": 0}
+SHORT_RUN_FLAGS = ["--epochs", "3", "--patience", "1", "--lr-patience", "0"]
 
 
 def raw_frame(name: str, rows: int) -> pd.DataFrame:

@@ -55,3 +55,30 @@ def test_eval_config_adds_a_query_spec_that_tfma_resolves():
         evaluation.eval_config({"click": "click"}, group_feature="user_id", group_weighting="users")
     with pytest.raises(ValueError, match="needs query_key"):
         evaluation.GroupAUC().computations()
+
+
+def test_create_pipeline_gives_the_evaluator_the_group_feature(tmp_path):
+    import os
+
+    import pandas as pd
+    from google.protobuf import json_format
+    from tensorflow_model_analysis.proto import config_pb2
+
+    from pipeline.pipeline import create_pipeline
+    from tfmtl.datasets import census
+
+    spec = census.census_spec(pd.read_csv(os.path.join(census.DATA_DIR, "train.csv.gz"), nrows=200,
+                                          skipinitialspace=True))
+
+    def evaluator_config(**kwargs):
+        pipeline = create_pipeline("p", str(tmp_path / "root"), str(tmp_path / "data"), spec,
+                                   str(tmp_path / "serving"), **kwargs)
+        evaluator = next(c for c in pipeline.components if c.id == "Evaluator")
+        return json_format.Parse(evaluator.exec_properties["eval_config"], config_pb2.EvalConfig())
+
+    grouped = evaluator_config(group_feature="state_of_previous_residence")
+    [group_spec] = [s for s in grouped.metrics_specs if s.query_key]
+    assert group_spec.query_key == "state_of_previous_residence" and group_spec.metrics[0].class_name == "GroupAUC"
+    assert not any(s.query_key for s in evaluator_config().metrics_specs)
+    with pytest.raises(ValueError, match="group_feature 'user_id' is not a feature of the spec"):
+        evaluator_config(group_feature="user_id")

@@ -52,7 +52,7 @@ def test_transform_trainer_and_export_agree_with_keras_on_lists(tmp_path):
     fn_args = output.fn_args(config, str(tmp_path / "trained"))
     trainer.run_fn(fn_args)
 
-    model = keras.models.load_model(f"{fn_args.model_run_dir}/{trainer.KERAS_MODEL_FILE}")
+    model = keras.models.load_model(f"{trainer.keras_model_dir(fn_args.serving_model_dir)}/{trainer.KERAS_MODEL_FILE}")
     expected = model.predict({n: transformed[n] for n in encoded_names(spec)}, verbose=0)
     served = tf.saved_model.load(fn_args.serving_model_dir).signatures["serving_default"]
     arrays = spec.feature_arrays(keras_eval)

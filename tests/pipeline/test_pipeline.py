@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipeline import runner
+from pipeline import runner, trainer
 from pipeline.cli import main
 from pipeline.summary import open_store
-from tests.pipeline.conftest import SMALL_MMOE, serialize
+from tests.pipeline.conftest import SHORT_RUN_FLAGS, SMALL_MMOE, serialize
 from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 
@@ -37,7 +37,7 @@ def _run(run_dir, *extra) -> tuple[int, dict]:
     summary = os.path.join(run_dir, "summary.json")
     code = main(["run", "--rows", str(ROWS), "--run-dir", str(run_dir), "--serving-dir",
                  os.path.join(run_dir, "serving"), "--model-kwargs", json.dumps(PIPELINE_MMOE), "--batch-size", "64",
-                 "--beam-mode", "in_memory", "--json", summary, *extra])
+                 "--beam-mode", "in_memory", "--json", summary, *SHORT_RUN_FLAGS, *extra])
     with open(summary) as f:
         return code, json.load(f)
 
@@ -94,7 +94,7 @@ def test_pushed_model_loads_in_a_fresh_process_and_matches_the_trainer(first_run
     (tmp_path / "examples.json").write_text(json.dumps([e.hex() for e in serialize(raw)]))
 
     served = _predict_in_fresh_process(pushed, tmp_path)
-    expected = _trainer_predictions(_output(summary, "Trainer", "model_run"),
+    expected = _trainer_predictions(_output(summary, "Trainer", "model"),
                                     _output(summary, "Transform", "transform_graph"), serialize(raw), spec)
     for task in spec.label_names:
         np.testing.assert_allclose(served["serving_default"][task], expected[task], atol=1e-5)
@@ -189,12 +189,12 @@ def _predict_in_fresh_process(model_dir: str, work: str) -> dict:
         return json.load(f)
 
 
-def _trainer_predictions(model_run: str, transform_graph: str, examples: list[bytes], spec) -> dict:
+def _trainer_predictions(model_uri: str, transform_graph: str, examples: list[bytes], spec) -> dict:
     import tensorflow_transform as tft
 
     tft_output = tft.TFTransformOutput(transform_graph)
     transformed = tft_output.transform_features_layer()(
         tf.io.parse_example(tf.constant(examples), tft_output.raw_feature_spec()))
-    model = keras.models.load_model(os.path.join(model_run, "model.keras"))
+    model = keras.models.load_model(os.path.join(model_uri, trainer.KERAS_DIR, trainer.KERAS_MODEL_FILE))
     predictions = model.predict({name: transformed[name] for name in encoded_names(spec)}, verbose=0)
     return {name: value[:, 0] for name, value in predictions.items()}

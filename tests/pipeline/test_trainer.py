@@ -14,10 +14,10 @@ from pipeline import trainer
 from pipeline.config import TrainingConfig, trainer_config
 from pipeline.distribution import choose_strategy, cluster_workers
 from pipeline.signatures import EVAL_FEATURES_SIGNATURE, EVAL_SIGNATURE
-from tests.pipeline.conftest import EVAL_ROWS, SMALL_MMOE, serialize
+from tests.pipeline.conftest import EVAL_ROWS, SHORT_RUN, SMALL_MMOE, serialize
 from tfmtl.compat import keras
 from tfmtl.datasets import census
-from tfmtl.features import encoded_names
+from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.training import MeanOverTasks, WeightAveraging
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,10 +25,15 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def _train(transform_output, out_dir, **training):
-    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=64, **training))
+    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=64,
+                                                                  **{**SHORT_RUN, **training}))
     fn_args = transform_output.fn_args(config, str(out_dir))
     trainer.run_fn(fn_args)
     return fn_args
+
+
+def _keras_path(fn_args) -> str:
+    return os.path.join(trainer.keras_model_dir(fn_args.serving_model_dir), trainer.KERAS_MODEL_FILE)
 
 
 def _report(fn_args) -> dict:
@@ -53,7 +58,7 @@ def _trainer_predictions(fn_args, transform_output) -> dict[str, np.ndarray]:
     tft_output = tft.TFTransformOutput(transform_output.transform_graph)
     raw = tf.io.parse_example(serialize(transform_output.eval), tft_output.raw_feature_spec())
     transformed = tft_output.transform_features_layer()(raw)
-    model = keras.models.load_model(os.path.join(fn_args.model_run_dir, trainer.KERAS_MODEL_FILE))
+    model = keras.models.load_model(_keras_path(fn_args))
     predictions = model.predict({n: transformed[n] for n in encoded_names(transform_output.spec)}, verbose=0)
     return {name: value[:, 0] for name, value in predictions.items()}
 
@@ -67,6 +72,28 @@ def test_run_fn_trains_and_exports_every_signature(trained):
     assert report["replicas"] == 1 and len(report["history"]["loss"]) == report["epochs_run"]
     assert os.path.isdir(os.path.join(trained.model_run_dir, "train"))  # TensorBoard logs
     assert os.path.exists(os.path.join(trained.serving_model_dir, "assets.extra", "tf_serving_warmup_requests"))
+
+
+def test_the_next_run_warm_starts_from_the_base_model(trained, transform_output, tmp_path, caplog):
+    """TFX hands the Trainer the last blessed model as base_model (its Format-Serving path); run_fn finds the
+    Keras copy beside it and starts from its weights: before any step the new model scores as the old one."""
+    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=64, epochs=1,
+                                                                  patience=0, lr_patience=0))
+    fn_args = transform_output.fn_args(config, str(tmp_path / "second"))
+    fn_args.base_model = trained.serving_model_dir
+    kept_spec = FeatureSpec.load(os.path.join(trainer.keras_model_dir(trained.serving_model_dir), trainer.SPEC_FILE))
+    assert kept_spec == transform_output.spec
+    trainer.run_fn(fn_args)
+    entry = _report(fn_args)["warm_start"]
+    assert entry["from"] == _keras_path(trained)
+    assert sum(entry["carried"].values()) > 0 and set(entry["new"].values()) == {0}  # the same vocabularies
+    assert entry["weights"] > 0
+    # A base model without a Keras copy (exported before the Trainer kept one): from scratch, with a warning.
+    scratch = transform_output.fn_args(config, str(tmp_path / "scratch"))
+    scratch.base_model = str(tmp_path / "old" / "Format-Serving")
+    with caplog.at_level("WARNING"):
+        trainer.run_fn(scratch)
+    assert _report(scratch)["warm_start"] is None and "training from scratch" in caplog.text
 
 
 def test_serving_signatures_match_the_trained_model(trained, transform_output, clean_eval):
@@ -90,7 +117,7 @@ def test_the_eval_signature_keeps_tfma_cross_entropy_finite_for_saturated_predic
     from pipeline import signatures
 
     tft_output = tft.TFTransformOutput(transform_output.transform_graph)
-    model = keras.models.load_model(os.path.join(trained.model_run_dir, trainer.KERAS_MODEL_FILE))
+    model = keras.models.load_model(_keras_path(trained))
     examples = tf.constant(serialize(transform_output.eval))
     for saturate in (tf.ones_like, tf.zeros_like):
         def saturated(inputs, training=False, saturate=saturate):
@@ -128,7 +155,7 @@ def test_mixed_precision_on_cpu(transform_output, tmp_path, clean_eval):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(transform_output, tmp_path):
-    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=32,
+    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=32, **SHORT_RUN,
                                                                   distribution="mirrored"))
     _run_process(transform_output.directory, tmp_path, config, cpus=2)
     with open(tmp_path / "model_run" / trainer.REPORT_FILE) as f:
@@ -143,7 +170,7 @@ def test_multi_worker_mirrored_strategy_from_tf_config(transform_output, tmp_pat
     """Two worker processes on localhost, as a TF_CONFIG cluster; the chief writes the model."""
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=32))
+    config = trainer_config(transform_output.spec, TrainingConfig("mmoe", SMALL_MMOE, batch_size=32, **SHORT_RUN))
     config["_train_steps"] = 4  # same number of steps on both workers
     processes = [_start_process(transform_output.directory, tmp_path, config,
                                 env={"TF_CONFIG": json.dumps({"cluster": cluster,
@@ -215,13 +242,13 @@ def test_pid_weighting_from_the_config(transform_output, tmp_path):
 
 
 def test_training_stops_early_and_reports_the_kept_epoch(trained):
-    """The default TrainingConfig trains to convergence: at most 3 epochs, best mean eval AUC epoch kept."""
+    """The Trainer trains to convergence: at most the epoch cap, best mean eval AUC epoch kept and evaluated."""
     report = _report(trained)
     history = report["history"]
     aucs = history["val_auc"]
     assert aucs == pytest.approx([(a + b) / 2 for a, b in zip(history["val_income_50k_auc"],
                                                                history["val_never_married_auc"])])
-    assert 1 <= report["epochs_run"] == len(aucs) <= TrainingConfig().epochs == 3
+    assert 1 <= report["epochs_run"] == len(aucs) <= SHORT_RUN["epochs"]
     assert report["best_epoch"] == aucs.index(max(aucs)) + 1
     with pytest.raises(ValueError, match="patience"):
         TrainingConfig(patience=-1)
@@ -238,18 +265,18 @@ def test_a_learning_rate_cut_that_could_never_be_tried_is_refused(patience, lr_p
 
 
 def test_the_trainer_validates_and_keeps_averaged_weights_unless_told_not_to():
-    averaging, mean, stop = TrainingConfig().convergence_callbacks()  # patience 1, fixed rate, averaging 0.99
+    averaging, mean, stop = TrainingConfig(**SHORT_RUN).callbacks()  # patience 1, fixed rate, averaging 0.99
     assert isinstance(averaging, WeightAveraging) and averaging.decay == 0.99
     assert isinstance(mean, MeanOverTasks) and mean.metric == "auc"
     assert isinstance(stop, keras.callbacks.EarlyStopping) and stop.patience == 1
     assert stop.monitor == "val_auc" and stop.monitor_op == np.greater
-    assert [type(c) for c in TrainingConfig(patience=0).convergence_callbacks()] == [WeightAveraging]
-    assert TrainingConfig(patience=0, weight_averaging=0).convergence_callbacks() == []
+    assert [type(c) for c in TrainingConfig(patience=0, lr_patience=0).callbacks()] == [WeightAveraging]
+    assert TrainingConfig(patience=0, lr_patience=0, weight_averaging=0).callbacks() == []
     with pytest.raises(ValueError, match=r"averaging must be 0 or None \(off\) or a decay in \(0, 1\), got 1.2"):
         TrainingConfig(weight_averaging=1.2)
     with pytest.raises(ValueError, match=r"WeightAveraging: decay must be in \(0, 1\), got -0.5"):
-        TrainingConfig(patience=0, weight_averaging=-0.5)
-    *_, loss_stop = TrainingConfig(patience=2, monitor="val_loss").convergence_callbacks()
+        TrainingConfig(patience=0, lr_patience=0, weight_averaging=-0.5)
+    *_, loss_stop = TrainingConfig(patience=2, monitor="val_loss").callbacks()
     assert loss_stop.monitor == "val_loss" and loss_stop.monitor_op == np.less
     with pytest.raises(ValueError, match=r"monitor must be one of \('val_auc', 'val_loss'\), got 'auc'"):
         TrainingConfig(monitor="auc")

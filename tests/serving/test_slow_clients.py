@@ -65,8 +65,11 @@ class InProcessServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
+        # force_exit: do not wait for the connections a test left open; a server still running into the next
+        # test would log there (its rate-limited summaries fire from its own event loop).
+        self.server.should_exit = self.server.force_exit = True
         self.thread.join(10)
+        assert not self.thread.is_alive(), "the in-process server did not stop"
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=5)

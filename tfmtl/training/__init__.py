@@ -13,6 +13,8 @@
 * :func:`warm_start`: a new span's model from the last one, embedding rows moved to the grown vocabularies
   (:func:`grown_spec`);
 * group AUC: the streaming :class:`GroupAUC` metric and :func:`group_auc` (``tfmtl.training.group_auc``);
+* :class:`TrainingRun`: the one definition of a training run (model, weighting, compile, convergence, fit,
+  validation, report) that ``tfmtl train``, the TFX Trainer and the benchmarks share.
 """
 
 from tfmtl.training import metrics
@@ -22,6 +24,7 @@ from tfmtl.training.convergence import MeanOverTasks, best_epoch, convergence_ca
 from tfmtl.training.group_auc import GAUC_WEIGHTINGS, GroupAUC, group_auc, group_auc_metrics
 from tfmtl.training.multi_objective import MultiObjectiveModel
 from tfmtl.training.objectives import WEIGHTINGS, base_model, make_weighting, with_weighting
+from tfmtl.training.run import TrainingReport, TrainingRun
 from tfmtl.training.sampler import (
     AdaptiveSampler,
     AlignmentSampling,
@@ -42,6 +45,7 @@ __all__ = [
     "GAUC_WEIGHTINGS", "GroupAUC", "group_auc", "group_auc_metrics",
     "WarmStartError", "WarmStartReport", "grown_spec", "load_for_warm_start", "warm_start",
     "WEIGHTINGS", "base_model", "make_weighting", "with_weighting",
+    "TrainingReport", "TrainingRun",
     "AdaptiveSampler", "AlignmentSampling", "FairnessSampling", "RevenueSampling", "SamplingRule", "sign_step",
     "BilevelStructureFit", "StructureWeightUpdate",
     "PIDWeighting", "StaticWeights", "UncertaintyWeighting", "Weighting",
