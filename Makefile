@@ -19,7 +19,7 @@ PYTHON312 ?= $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.p
 VENV312 := .venv312
 STAMP312 := $(VENV312)/.installed
 
-.PHONY: demo test test-fast test-newest lint venv venv312 data clean bench-census
+.PHONY: demo test test-all test-fast test-newest lint venv venv312 data clean bench-census
 
 venv: $(STAMP)
 
@@ -52,9 +52,17 @@ demo: $(STAMP)
 data: $(STAMP)
 	$(PY) -m tfmtl.datasets.movielens fetch --quiet
 
-# Both ends of the ranges, one after the other (2 cores): the whole suite in the Python 3.10 set, then
-# every test that needs no TFX in the newest set (test-newest, below).
+# Both ends of the ranges, one after the other (2 cores), under 25 minutes: in the Python 3.10 set every test
+# that is not marked slow, then the two end-to-end runs CI keeps of the slow ones (the README's main job with a
+# served prediction, and two daily spans with a warm start); then the newest set (test-newest, below).
+# `make test-all` runs every slow test too (multi-worker training, the fresh-venv install, ...).
+CI_END_TO_END := tests/pipeline/test_pipeline.py tests/pipeline/test_spans.py
 test: $(STAMP) data
+	$(PY) -m pytest -q --durations=20 -m "not slow"
+	$(PY) -m pytest -q --durations=5 -m slow $(CI_END_TO_END)
+	@$(MAKE) --no-print-directory test-newest
+
+test-all: $(STAMP) data
 	$(PY) -m pytest -q --durations=20
 	@$(MAKE) --no-print-directory test-newest
 
@@ -72,9 +80,11 @@ $(STAMP312): $(REQUIREMENTS) $(STAMP)
 		|| { tail -n 30 $(VENV312)/install.log; echo "pip failed: see $(VENV312)/install.log"; exit 1; }
 	@touch $(STAMP312)
 
-# Every test that needs no TFX, in the newest set (from the checkout: the tests import it before the wheel).
+# Every test that needs no TFX, in the newest set (from the checkout: the tests import it before the wheel), but
+# the benchmark scripts' own tests (bench/ runs on the pinned set), and the fuzz tests at 300 cases each (1,500 above).
 test-newest: $(STAMP312) data
-	$(VENV312)/bin/python -m pytest -q -m "not slow" --ignore=tests/pipeline
+	TFMTL_FUZZ_EXAMPLES=300 $(VENV312)/bin/python -m pytest -q --durations=10 -m "not slow" --ignore=tests/pipeline \
+		--ignore=tests/bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
