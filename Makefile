@@ -11,7 +11,15 @@ PYTHON310 ?= $(shell for p in $$(command -v python3.10) $${PYENV_ROOT:-$$HOME/.p
 	/usr/local/bin/python3.10 /usr/bin/python3.10; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: demo test test-fast lint venv data clean bench-census
+# The newest tested set: Python 3.12, the newest TensorFlow/tf-keras, numpy 2, pandas 3, installed from the built
+# wheel without constraints, as a user installs it (no TFX: its wheels need glibc >= 2.38).
+PYTHON312 ?= $(shell for p in $$(command -v python3.12) $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 \
+	/usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV312 := .venv312
+STAMP312 := $(VENV312)/.installed
+
+.PHONY: demo test test-all test-fast test-newest lint venv venv312 data clean bench-census
 
 venv: $(STAMP)
 
@@ -44,11 +52,39 @@ demo: $(STAMP)
 data: $(STAMP)
 	$(PY) -m tfmtl.datasets.movielens fetch --quiet
 
+# Both ends of the ranges, one after the other (2 cores), under 25 minutes: in the Python 3.10 set every test
+# that is not marked slow, then the two end-to-end runs CI keeps of the slow ones (the README's main job with a
+# served prediction, and two daily spans with a warm start); then the newest set (test-newest, below).
+# `make test-all` runs every slow test too (multi-worker training, the fresh-venv install, ...).
+CI_END_TO_END := tests/pipeline/test_pipeline.py tests/pipeline/test_spans.py
 test: $(STAMP) data
+	$(PY) -m pytest -q --durations=20 -m "not slow"
+	$(PY) -m pytest -q --durations=5 -m slow $(CI_END_TO_END)
+	@$(MAKE) --no-print-directory test-newest
+
+test-all: $(STAMP) data
 	$(PY) -m pytest -q --durations=20
+	@$(MAKE) --no-print-directory test-newest
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+venv312: $(STAMP312)
+
+$(STAMP312): $(REQUIREMENTS) $(STAMP)
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it, e.g. 'pyenv install 3.12', or pass PYTHON312=/path/to/python3.12"; exit 1; }
+	@echo "building $(VENV312) with $(PYTHON312) from the wheel, no constraints (pip's output: $(VENV312)/install.log)"
+	@rm -rf $(VENV312) && $(PYTHON312) -m venv $(VENV312)
+	@{ $(PY) -m pip wheel --no-deps --no-build-isolation -q -w $(VENV312)/wheel . && $(VENV312)/bin/python -m pip \
+		install --prefer-binary "$$(ls $(VENV312)/wheel/tfmtl-*.whl)[serving,dev]"; } > $(VENV312)/install.log 2>&1 \
+		|| { tail -n 30 $(VENV312)/install.log; echo "pip failed: see $(VENV312)/install.log"; exit 1; }
+	@touch $(STAMP312)
+
+# Every test that needs no TFX, in the newest set (from the checkout: the tests import it before the wheel), but
+# the benchmark scripts' own tests (bench/ runs on the pinned set), and the fuzz tests at 300 cases each (1,500 above).
+test-newest: $(STAMP312) data
+	TFMTL_FUZZ_EXAMPLES=300 $(VENV312)/bin/python -m pytest -q --durations=10 -m "not slow" --ignore=tests/pipeline \
+		--ignore=tests/bench
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -57,4 +93,4 @@ bench-census: $(STAMP)
 	$(PY) -m bench.census_table --config paper
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV312) .pytest_cache .ruff_cache

@@ -3,7 +3,8 @@
 ``pip install tfmtl`` brings the Keras library (models, layers, training, export, the ``tfmtl`` CLI);
 extras add the rest: ``[pipeline]`` (TFX, Beam, Kubeflow V2), ``[serving]`` (the TF Serving drop-in
 server and client; no TFX), ``[parquet]``, ``[dev]`` (tests, lint), ``[all]``. Requirements are ranges,
-one file each under ``requirements/``; the exact tested set is ``requirements/constraints.txt``.
+one file each under ``requirements/``; the exact Python 3.10 set is ``requirements/constraints.txt``; the
+newest tested set (Python 3.12) is these ranges resolved without constraints (README: Compatibility).
 """
 
 import os
@@ -19,8 +20,17 @@ def _requirements(name: str) -> list[str]:
         return [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
 
 
+def _only_where(requirement: str, marker: str) -> str:
+    """``requirement`` with ``marker`` added to its own environment marker (if any)."""
+    spec, _, own = requirement.partition(";")
+    return f"{spec.strip()}; ({own.strip()}) and ({marker})" if own.strip() else f"{spec.strip()}; {marker}"
+
+
 extras = {name: _requirements(name) for name in EXTRAS}
-extras["all"] = sorted({r for name in ("pipeline", "serving", "parquet") for r in extras[name]})
+# [parquet] holds TensorFlow at 2.16 (tensorflow-io's last build) while [pipeline] on Python >= 3.11 needs
+# TFX 1.21's TensorFlow 2.21: [all] takes [parquet] only where both agree, Python 3.10.
+extras["all"] = sorted({*extras["pipeline"], *extras["serving"],
+                        *(_only_where(r, 'python_version < "3.11"') for r in extras["parquet"])})
 
 setup(
     name="tfmtl",
@@ -30,7 +40,7 @@ setup(
     long_description=open(os.path.join(HERE, "README.md")).read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10,<3.11",
+    python_requires=">=3.10,<3.14",
     packages=find_packages(include=["tfmtl", "tfmtl.*", "pipeline", "pipeline.*", "serving", "serving.*"]),
     package_data={"tfmtl.datasets": ["data/census/*.gz", "data/census/*.md"]},
     install_requires=_requirements("core"),

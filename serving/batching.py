@@ -28,8 +28,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, wrappers_pb2
 
+from serving.compat import message_class
 from serving.config import ConfigError, parse_text_proto
 from serving.errors import Internal, InvalidArgument, ResourceExhausted, ServingError
 
@@ -99,7 +100,7 @@ def _batching_parameters_class():
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(file_proto)
     descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+    return message_class(descriptor)
 
 
 def parse_batching_parameters(text: str, *, source: str = "<string>") -> BatchingOptions:

@@ -253,6 +253,31 @@ def build_app(args: argparse.Namespace):
 
 
 _IMPORT_NOISE = re.compile(r"Unable to register cu(FFT|DNN|BLAS) factory: Attempting to register factory")
+# TensorFlow >= 2.20 logs through absl before its own log level applies: these INFO/WARNING lines ignore
+# TF_CPP_MIN_LOG_LEVEL, and without a GPU driver the device probe logs "failed call to cuInit" as an ERROR.
+_ABSL_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+_ABSL_SEVERITY = re.compile(r"^([IWEF])\d{4} ")
+_NO_DRIVER, _NO_DRIVER_PROBE = "Could not find cuda drivers on your machine", "failed call to cuInit"
+
+
+def _start_up_lines_to_show(lines: list[str]) -> list[str]:
+    """The lines of TensorFlow's import and device probe that the user's TF_CPP_MIN_LOG_LEVEL lets through.
+
+    TF 2.16's bogus CUDA factory errors go; INFO (level >= 1) and WARNING (>= 2) lines go, and with them
+    the cuInit error where TensorFlow itself said that there is no driver (no GPU was expected).
+    """
+    chosen = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip()
+    level = int(chosen) if chosen.isdigit() else 0
+    hidden = {"I"} if level == 1 else {"I", "W"} if level >= 2 else set()
+    no_driver = bool(hidden) and any(_NO_DRIVER in line for line in lines)
+    shown = []
+    for line in lines:
+        severity = _ABSL_SEVERITY.match(line)
+        if (_IMPORT_NOISE.search(line) or (severity and severity.group(1) in hidden)
+                or (hidden and line.startswith(_ABSL_BANNER)) or (no_driver and _NO_DRIVER_PROBE in line)):
+            continue
+        shown.append(line)
+    return shown
 
 
 def _quiet_start_up() -> None:
@@ -272,15 +297,16 @@ def _quiet_start_up() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the device probe's lines fall in this window too
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            for line in captured.read().decode("utf-8", "replace").splitlines():
-                if not _IMPORT_NOISE.search(line):
-                    print(line, file=sys.stderr)
+            for line in _start_up_lines_to_show(captured.read().decode("utf-8", "replace").splitlines()):
+                print(line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

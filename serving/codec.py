@@ -137,6 +137,8 @@ def _bulk_array(value: Any, spec: TensorInfo, kind: str) -> np.ndarray | None:
         array = np.array(value)
     except (ValueError, TypeError, OverflowError):
         return None
+    if array.ndim > MAX_JSON_RANK:  # numpy 2 builds up to 64 dimensions: the walk names the depth
+        return None
     found = array.dtype.kind
     if kind == "bool":
         return array if found == "b" else None
@@ -220,8 +222,9 @@ def _kind(spec: TensorInfo) -> str:
     return kind
 
 
-# The deepest nesting a JSON tensor may have: numpy's limit on dimensions (32 in numpy 1.x), checked
-# while walking so that a deeply nested body is a 400 rather than a RecursionError.
+# The deepest nesting a JSON tensor may have: numpy 1.x's limit on dimensions (numpy 2 allows 64; the
+# limit stays 32 so that a request gets the same answer on either), checked while walking so that a
+# deeply nested body is a 400 rather than a RecursionError.
 MAX_JSON_RANK = 32
 
 

@@ -102,7 +102,9 @@ def _load_messages() -> _Messages:
         LookupError, OSError, ImportError: with the reason they are not available.
     """
     import tensorflow as tf
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    from serving.compat import message_class
 
     if not os.path.exists("/proc/self/maps"):
         raise LookupError("reading TensorFlow's compiled descriptors needs /proc/self/maps (Linux)")
@@ -132,10 +134,7 @@ def _load_messages() -> _Messages:
         raise LookupError(f"{_SERVICE} lacks Profile, Terminate or Monitor")
 
     def message(name: str) -> type:
-        descriptor = pool.FindMessageTypeByName(f"tensorflow.{name}")
-        if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.21
-            return message_factory.GetMessageClass(descriptor)
-        return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+        return message_class(pool.FindMessageTypeByName(f"tensorflow.{name}"))
 
     return _Messages(*(message(n) for n in ("ProfileRequest", "ProfileResponse", "TerminateRequest",
                                             "TerminateResponse", "MonitorRequest", "MonitorResponse")))

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import codec, examples
+from serving.compat import message_to_dict
 from serving.service import PredictionService, Target
 from serving.urls import ModelPath
 
 
 def _to_dict(message) -> dict:
     # TF Serving prints defaults too ("error_message": "", "signature_name": "") and keeps proto field names.
-    return json_format.MessageToDict(message, including_default_value_fields=True, preserving_proto_field_name=True)
+    return message_to_dict(message)
 
 
 def target_of(path: ModelPath) -> Target:

@@ -7,7 +7,7 @@ with tfmtl's fused Adam, and on one device with Keras' Adam; prints the largest 
 import numpy as np
 import tensorflow as tf
 
-from tfmtl.compat import keras  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from tfmtl.compat import keras  # tf_keras (Keras 2), the Keras of every tfmtl model
 from tfmtl.datasets import synthetic
 from tfmtl.models import MMoE
 from tfmtl.optimizers import Adam

@@ -1,21 +1,18 @@
-"""The one place tfmtl picks its Keras: tf_keras (Keras 2).
+"""The one place tfmtl picks its Keras: tf_keras (Keras 2), imported by name.
 
 TFX Transform and tensorflow-recommenders only work with Keras 2, so every tfmtl
-model is a ``tf_keras`` model whether or not the user set ``TF_USE_LEGACY_KERAS=1``.
-Setting the variable here (before TensorFlow is first imported) also makes
-``tf.keras`` point at the same Keras for code that imports TensorFlow after tfmtl.
+model is a ``tf_keras`` model. Importing tfmtl changes nothing global: ``TF_USE_LEGACY_KERAS``
+is left as the user set it, so a program's own ``keras`` and ``tf.keras`` stay Keras 3 unless it
+asks otherwise (tfmtl's command-line programs set the variable for their own process).
 """
 
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import tensorflow as tf
+import tf_keras as keras
 
 __all__ = ["keras", "register", "without_autograph"]
 

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,6 +7,9 @@ import tensorflow as tf
 
 from tfmtl.features import FeatureSpec, Label, SpecError, dataframe_to_dataset
 from tfmtl.features.parquet import parquet_to_dataset
+
+# tensorflow-io, which reads the files, exists for TensorFlow 2.16 only (requirements/parquet.txt).
+NO_TFIO = "tensorflow-io is not installed: its last release (0.37) is built for TensorFlow 2.16 only"
 
 
 def _assert_same_batches(a: tf.data.Dataset, b: tf.data.Dataset) -> int:
@@ -19,6 +24,7 @@ def _assert_same_batches(a: tf.data.Dataset, b: tf.data.Dataset) -> int:
 
 
 def test_census_parquet_batches_equal_dataframe_batches(census_slice, tmp_path):
+    pytest.importorskip("tensorflow_io", reason=NO_TFIO)
     spec = census_slice.spec
     # pandas reads the census "NA" as NaN; Parquet nulls are refused (below), so write "" as the DataFrame path does.
     df = census_slice.train.iloc[:1000].fillna({f.name: "" for f in spec.categorical if f.dtype == "string"})
@@ -31,6 +37,7 @@ def test_census_parquet_batches_equal_dataframe_batches(census_slice, tmp_path):
 
 
 def test_several_files_and_weights_and_features_only(tmp_path):
+    pytest.importorskip("tensorflow_io", reason=NO_TFIO)
     df = pd.DataFrame({"city": ["a", "b", "a", "c", "b"], "code": np.array([3, 1, 3, 2, 1], np.int32),
                        "age": [20, 31, 45, 52, 60], "flag": [True, False, True, True, False],
                        "clicked": ["yes", "no", "yes", "no", "no"], "w": [1.0, 2.0, 0.5, 1.0, 3.0]})
@@ -60,3 +67,12 @@ def test_nulls_and_wrong_types_are_refused(tmp_path):
         parquet_to_dataset(spec, tmp_path / "missing.parquet")
     with pytest.raises(SpecError, match="no Parquet files"):
         parquet_to_dataset(spec, tmp_path / "empty_dir_*.parquet")
+
+
+def test_without_tensorflow_io_the_error_names_the_extra(tmp_path, monkeypatch):
+    df = pd.DataFrame({"age": [20.0, 30.0], "clicked": [0, 1]})
+    spec = FeatureSpec.from_dataframe(df, labels=["clicked"])
+    df.to_parquet(tmp_path / "part.parquet")
+    monkeypatch.setitem(sys.modules, "tensorflow_io", None)  # `import tensorflow_io` fails
+    with pytest.raises(ImportError, match=r"needs tensorflow-io: pip install 'tfmtl\[parquet\]'"):
+        parquet_to_dataset(spec, tmp_path / "part.parquet")

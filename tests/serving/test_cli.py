@@ -81,3 +81,24 @@ def test_monitoring_config(tmp_path):
     assert load_monitoring_config(str(path)) == ("/metrics", True)
     path.write_text("prometheus_config { enable: false }")
     assert load_monitoring_config(str(path)) == ("/monitoring/prometheus/metrics", False)
+
+
+START_UP_LINES = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796641258.525256   25245 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will "
+    "not be used.",
+    "W0000 00:00:1796641258.6 cpu_feature_guard.cc:210] This TensorFlow binary is optimized to use AVX2",
+    "E0000 00:00:1796641263.477181   25245 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+    "E0000 00:00:1796641263.5 some_op.cc:1] a real error",
+]
+
+
+@pytest.mark.parametrize("level, shown", [
+    ("2", [START_UP_LINES[4]]),
+    ("1", START_UP_LINES[2:3] + START_UP_LINES[4:]),  # WARNING lines stay; the cuInit error has its reason gone
+    ("0", START_UP_LINES),
+    ("verbose", START_UP_LINES),  # not a level: TensorFlow's default (0), everything shows
+])
+def test_start_up_lines_follow_tf_cpp_min_log_level(monkeypatch, level, shown):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", level)
+    assert cli._start_up_lines_to_show(START_UP_LINES) == shown

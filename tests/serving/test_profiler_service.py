@@ -79,9 +79,12 @@ def test_trace_writes_an_xplane_with_the_model_calls(server, tmp_path):
     assert host and sum(len(line.events) for line in host[0].lines) > 0
     names = {m.name for m in host[0].event_metadata.values()}
     assert any("serve" in n for n in names), sorted(names)[:50]  # the model's signature function ran
-    # TensorBoard's profile plugin turns an XSpace into its tools with this same converter.
-    trace_viewer, ok = _pywrap_profiler.xspace_to_tools_data([files[0]], "trace_viewer")
-    assert ok and trace_viewer
+    # TensorBoard's profile plugin turns an XSpace into its tools with this same converter. TensorFlow 2.21's
+    # wheel no longer carries it (it moved to the xprof package): there the XSpace parse above is the check.
+    to_tools_data = getattr(_pywrap_profiler, "xspace_to_tools_data", None)
+    if to_tools_data is not None:
+        trace_viewer, ok = to_tools_data([files[0]], "trace_viewer")
+        assert ok and trace_viewer
 
 
 def test_a_second_session_at_once_is_refused_and_terminate_ends_one(server):

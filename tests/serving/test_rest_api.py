@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import json_format
 
+from serving.compat import message_to_dict
 from serving.servable import read_meta_graph
 
 from .conftest import MAX_REQUEST_BYTES, close, example_proto
@@ -53,8 +53,7 @@ def test_metadata_matches_saved_model_signature_defs(app_client, served):
     assert body["model_spec"] == {"name": "multi", "version": "1", "signature_name": ""}
     signature_defs = body["metadata"]["signature_def"]["signature_def"]
     path = next(c.base_path for c in served.model_config_list.config if c.name == "multi") + "/1"
-    expected = {k: json_format.MessageToDict(v, including_default_value_fields=True, preserving_proto_field_name=True)
-                for k, v in read_meta_graph(path).signature_def.items()}
+    expected = {k: message_to_dict(v) for k, v in read_meta_graph(path).signature_def.items()}
     assert signature_defs == expected
     assert signature_defs["classify_income_50k"]["method_name"] == "tensorflow/serving/classify"
     age = signature_defs["serving_default"]["inputs"]["age"]

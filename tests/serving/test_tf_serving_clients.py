@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from google.protobuf import json_format
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
@@ -51,6 +50,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
     regression_pb2,
 )
+
+from serving.compat import message_to_dict
 
 from .conftest import START_TIMEOUT, ServerProcess, install
 
@@ -747,8 +748,7 @@ def test_get_model_metadata_grpc_equals_rest(zoo, model):
     # The REST document is the SignatureDefMap's proto JSON (TF Serving: MessageToJsonString).
     # TF Serving's handler prints every field (always_print_primitive_fields): "unknown_rank": false,
     # "defaults": {}, and int64 sizes as strings, as in its testdata/*_metadata.json.
-    assert body["metadata"]["signature_def"] == json_format.MessageToDict(
-        signature_map, preserving_proto_field_name=True, including_default_value_fields=True)
+    assert body["metadata"]["signature_def"] == message_to_dict(signature_map)
     if model == "tf2":
         # tf.saved_model.save's method names; __saved_model_init_op is listed too, as TF Serving lists it
         # (testdata/saved_model_half_plus_two_tf2_2_versions_metadata.json).

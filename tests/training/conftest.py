@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfmtl.compat import keras  # sets TF_USE_LEGACY_KERAS before TensorFlow loads
+from tfmtl.compat import keras  # tf_keras (Keras 2), the Keras of every tfmtl model
 
 
 def two_task_model(seed: int = 0, regularizer=None) -> keras.Model:

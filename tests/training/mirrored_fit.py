@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 from conftest import two_task_data, two_task_model
 
-from tfmtl.compat import keras  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from tfmtl.compat import keras  # tf_keras (Keras 2), the Keras of every tfmtl model
 from tfmtl.training import MultiObjectiveModel, PIDController, PIDWeighting
 
 cpu = tf.config.list_physical_devices("CPU")[0]

@@ -92,8 +92,12 @@ def parquet_to_dataset(
 
 
 def _read(path, columns: list[str]) -> tf.data.Dataset:
-    import tensorflow_io as tfio  # heavy import, only when reading Parquet
-
+    try:
+        import tensorflow_io as tfio  # heavy import, only when reading Parquet
+    except ImportError as e:
+        raise ImportError(f"reading Parquet ({path}) needs tensorflow-io: pip install 'tfmtl[parquet]'. Its last "
+                          "release (0.37) is built for TensorFlow 2.16 only; with a newer TensorFlow read the "
+                          "files with pandas and use dataframe_to_dataset") from e
     return tfio.IODataset.from_parquet(path, columns=columns)
 
 
