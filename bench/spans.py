@@ -38,7 +38,7 @@ from tfmtl.compat import keras
 from tfmtl.datasets import movielens
 from tfmtl.features import FeatureSpec, Label
 from tfmtl.models import SingleTask
-from tfmtl.training import group_auc, grown_spec, warm_start
+from tfmtl.training import TrainingRun, group_auc, grown_spec, warm_start
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 STRATEGIES = ("carry", "fixed", "scratch")
@@ -46,12 +46,13 @@ CATEGORICAL = ("user_id", "movie_id", "gender", "occupation")
 NUMERIC = ("age", "release_year")
 UNITS = (64, 32)
 BATCH_SIZE = 256
+EPOCHS = 2  # per span, fixed: no validation split inside a span, so no early stopping
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
     spans: int = 5
-    epochs: int = 2
+    epochs: int = EPOCHS
     rows: int | None = None  # the first rows in time order (None: all)
     seeds: tuple = (0, 1, 2)
     embedding_dim: int = 8
@@ -84,16 +85,19 @@ def infer_spec(df: pd.DataFrame, embedding_dim: int) -> FeatureSpec:
                                       embedding_dim=embedding_dim, numeric_encoding="scalar")
 
 
-def new_model(spec: FeatureSpec) -> SingleTask:
-    model = SingleTask(spec, ["like"], units=list(UNITS))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return model
+def training_run(setting: Setting) -> TrainingRun:
+    """The library's one training run (as ``tfmtl train`` and the TFX Trainer), with this benchmark's protocol:
+    ``setting.epochs`` epochs per span at a fixed rate, the last weights kept."""
+    return TrainingRun("single_task", {"units": list(UNITS)}, tasks=["like"], epochs=setting.epochs, patience=0,
+                       lr_patience=0, weight_averaging=0, batch_size=BATCH_SIZE, learning_rate=1e-3)
+
+
+def new_model(spec: FeatureSpec, setting: Setting) -> SingleTask:
+    return training_run(setting).build(spec, seed=False)  # seeded once per seed, in run_seed
 
 
 def train(model, df: pd.DataFrame, setting: Setting) -> float:
-    start = time.perf_counter()
-    model.fit(df, epochs=setting.epochs, batch_size=BATCH_SIZE, verbose=0)
-    return time.perf_counter() - start
+    return training_run(setting).fit(model, df, None, verbose=0, evaluate=False).seconds
 
 
 def score(model, df: pd.DataFrame) -> dict[str, float]:
@@ -119,7 +123,7 @@ def run(setting: Setting) -> dict:
 def run_seed(spans: list[pd.DataFrame], setting: Setting, seed: int) -> list[dict]:
     """Rounds r = 0..spans-2: each strategy's model, trained through span r, scored on span r + 1."""
     keras.utils.set_random_seed(seed)
-    first = new_model(infer_spec(spans[0], setting.embedding_dim))
+    first = new_model(infer_spec(spans[0], setting.embedding_dim), setting)
     first_seconds = train(first, spans[0], setting)
     models = dict.fromkeys(STRATEGIES, first)  # round 0: one model, trained on span 0
     seconds = dict.fromkeys(STRATEGIES, first_seconds)
@@ -129,7 +133,7 @@ def run_seed(spans: list[pd.DataFrame], setting: Setting, seed: int) -> list[dic
             for strategy in STRATEGIES:  # carry first: it copies the last model before fixed trains it on
                 start = time.perf_counter()
                 if strategy == "carry":
-                    model = new_model(grown_spec(models["carry"].spec, spans[r]))
+                    model = new_model(grown_spec(models["carry"].spec, spans[r]), setting)
                     warm_start(model, models["carry"])
                     train(model, spans[r], setting)
                 elif strategy == "fixed":
@@ -137,7 +141,7 @@ def run_seed(spans: list[pd.DataFrame], setting: Setting, seed: int) -> list[dic
                     train(model, spans[r], setting)
                 else:
                     seen = pd.concat(spans[:r + 1], ignore_index=True)
-                    model = new_model(infer_spec(seen, setting.embedding_dim))
+                    model = new_model(infer_spec(seen, setting.embedding_dim), setting)
                     train(model, seen, setting)
                 models[strategy], seconds[strategy] = model, time.perf_counter() - start
         scored = {}
@@ -191,7 +195,8 @@ def markdown(results: dict, command: str) -> str:
              f"MovieLens-100k ratings in time order ({sum(results['span_rows']):,} rows) cut into {setting['spans']} "
              f"spans of {results['span_rows']} rows; task like = rating >= 4; SingleTask DNN {list(UNITS)}, "
              f"embedding width {setting['embedding_dim']}, {setting['epochs']} epoch(s) per training, batch "
-             f"{BATCH_SIZE}, seeds {list(setting['seeds'])} (rows: means over seeds). Each model is scored on "
+             f"{BATCH_SIZE}, Adam 1e-3 at a fixed rate (`tfmtl.training.TrainingRun`, patience 0: no validation "
+             f"split inside a span), seeds {list(setting['seeds'])} (rows: means over seeds). Each model is scored on "
              "the next span; GAUC is the impression-weighted per-user AUC (users with one class skipped). Seconds: "
              "training of that span (carry: with the spec growth and the warm start). Unknown: the share of the "
              "scored span's rows whose user / movie is outside the model's vocabulary.", "",
