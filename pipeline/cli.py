@@ -20,6 +20,8 @@ import time
 import traceback
 from collections.abc import Sequence
 
+from tfmtl import arguments  # light: the types import the library only when their flag is given
+
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tfmtl", "datasets", "data",
                             "census")
 DEFAULT_SLICE = "sex"  # census
@@ -184,7 +186,7 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
               "batch_size": args.batch_size, "learning_rate": args.learning_rate, "seed": args.seed,
               "monitor": args.monitor, "weight_averaging": args.weight_averaging}
     training = TrainingConfig(
-        model=args.model, model_kwargs=json.loads(args.model_kwargs),
+        model=args.model, model_kwargs=args.model_kwargs,
         tasks=args.tasks.split(",") if args.tasks else None,
         distribution=args.distribution, mixed_precision=args.mixed_precision,
         **{name: value for name, value in chosen.items() if value is not None})
@@ -259,14 +261,14 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
     """Your own data: the labels and the options of the spec inferred from the train rows (``run`` only)."""
     group = parser.add_argument_group("your own data (the spec inferred from the train rows, saved as "
                                       "<run dir>/spec.json)")
-    group.add_argument("--label", action="append", type=_label, metavar="NAME[=COLUMN[:POSITIVE,...]]",
+    group.add_argument("--label", action="append", type=arguments.label, metavar="NAME[=COLUMN[:POSITIVE,...]]",
                        help="a task (repeatable): NAME is a 0/1 column, NAME=COLUMN reads a 0/1 column, "
                             "NAME=COLUMN:POS1,POS2 is 1 where COLUMN holds one of those values (e.g. "
                             "income_50k=income:>50K,>50K.; a ',' inside a value is '\\,'); not with --spec")
     group.add_argument("--exclude", action="append", metavar="COLUMN",
                        help="a column that is not a feature (ids, leaky columns; repeatable)")
     group.add_argument("--embedding-dim", type=int, help="width of every field (default: FeatureSpec.from_dataframe's)")
-    group.add_argument("--numeric-encoding", type=_numeric_encoding,
+    group.add_argument("--numeric-encoding", type=arguments.numeric_encoding,
                        help="how numeric columns are embedded: scalar, ple or periodic "
                             "(default: FeatureSpec.from_dataframe's)")
 
@@ -275,31 +277,6 @@ def _spec_options(args: argparse.Namespace) -> dict:
     # Only what the user chose: the defaults stay in FeatureSpec.from_dataframe.
     chosen = {"exclude": args.exclude, "embedding_dim": args.embedding_dim, "numeric_encoding": args.numeric_encoding}
     return {name: value for name, value in chosen.items() if value is not None}
-
-
-def _label(text: str):
-    from tfmtl.features.labels import label_argument
-
-    return label_argument(text)
-
-
-def _numeric_encoding(text: str) -> str:
-    from tfmtl.features.spec import NUMERIC_ENCODINGS
-
-    if text not in NUMERIC_ENCODINGS:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(NUMERIC_ENCODINGS)}, got {text!r}")
-    return text
-
-
-def _json_text(text: str) -> str:
-    """argparse type of --model-kwargs: checked here (a usage error naming the flag), parsed where it is used."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
-    return text
 
 
 def _span_flags(parser: argparse.ArgumentParser, patterns: bool) -> None:
@@ -340,7 +317,7 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
                         help="vocabularies and normalisation from the spec, or re-estimated by TFT analyzers")
     model = parser.add_argument_group("model and training")
     model.add_argument("--model", default="mmoe", help="registered tfmtl model (mmoe, ple, esmm, fsmd, ...)")
-    model.add_argument("--model-kwargs", type=_json_text, default="{}",
+    model.add_argument("--model-kwargs", type=arguments.json_object, default={},
                        help='JSON keyword arguments, e.g. \'{"num_experts": 4}\'')
     model.add_argument("--tasks", help="comma-separated label names (default: all labels; ESMM: click,conversion)")
     model.add_argument("--epochs", type=int,

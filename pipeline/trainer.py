@@ -29,7 +29,7 @@ from pipeline.transform import fitted_spec
 from tfmtl import export
 from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
-from tfmtl.training import TrainingReport, WarmStartReport, base_model
+from tfmtl.training import TrainingReport, base_model
 
 # The Trainer's report (in fn_args.model_run_dir, beside the TensorBoard logs), and the trained Keras model with its
 # fitted spec inside the Model artifact, beside Format-Serving: the next span's Trainer warm-starts from it.
@@ -171,12 +171,7 @@ def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, 
                   training: TrainingConfig) -> None:
     content = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
                "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
-               **report.to_dict(), "warm_start": _warm_start_entry(training.warm_start, report.warm_start)}
+               **report.to_dict()}
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(content, indent=1))
 
-
-def _warm_start_entry(source: str | None, carried: WarmStartReport | None) -> dict | None:
-    if source is None:
-        return None
-    return {"from": source, **dataclasses.asdict(carried)} if carried else {"from": source}

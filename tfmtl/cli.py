@@ -20,23 +20,8 @@ import time
 
 import pandas as pd
 
+from tfmtl import arguments
 from tfmtl.logs import capture_output, silence_known_noise
-
-
-def _numeric_encoding(value: str) -> str:
-    """argparse type of --numeric-encoding: the spec module (and TensorFlow) is imported only when it is given."""
-    from tfmtl.features.spec import NUMERIC_ENCODINGS
-
-    if value not in NUMERIC_ENCODINGS:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(NUMERIC_ENCODINGS)}, got {value!r}")
-    return value
-
-
-def _label(value: str):
-    """argparse type of --label (see tfmtl.features.labels), imported only when the flag is given."""
-    from tfmtl.features.labels import label_argument
-
-    return label_argument(value)
 
 
 def _spec_options(args) -> dict:
@@ -108,17 +93,6 @@ def _spec_path(args) -> str:
     return os.path.splitext(args.output or args.log_path)[0] + ".spec.json"
 
 
-def _json_object(text: str) -> dict:
-    """argparse type of --model-args: a JSON object, or a usage error naming what is wrong."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{{\"num_experts\": 4}}', got {text!r}")
-    return value
-
-
 def train(args) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -188,12 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("train", help="train a model with model.fit and report test AUC")
     fit.add_argument("--model", default="mmoe", help="registered model name (see `tfmtl models`)")
-    fit.add_argument("--model-args", type=_json_object, default={}, help="JSON keyword arguments for the model")
+    fit.add_argument("--model-args", type=arguments.json_object, default={},
+                     help="JSON keyword arguments for the model")
     fit.add_argument("--tasks", nargs="+", default=None, help="label names to train (default: all)")
     fit.add_argument("--rows", type=int, default=None, help="read only the first rows of each file")
     fit.add_argument("--train-csv", default=None, help="your own training CSV (default: bundled census)")
     fit.add_argument("--test-csv", default=None)
-    fit.add_argument("--label", action="append", type=_label, metavar="NAME[=COLUMN[:POSITIVE,...]]",
+    fit.add_argument("--label", action="append", type=arguments.label, metavar="NAME[=COLUMN[:POSITIVE,...]]",
                      help="a task of --train-csv (repeatable): NAME is a 0/1 column, NAME=COLUMN reads a 0/1 column, "
                           "NAME=COLUMN:POS1,POS2 is 1 where COLUMN holds one of those values (e.g. "
                           "income_50k=income:>50K,>50K.; a ',' inside a value is '\\,')")
@@ -221,7 +196,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--learning-rate", type=float, default=None, help="Adam's (default: TrainingRun's)")
     fit.add_argument("--embedding-dim", type=int, default=None,
                      help="width of every field (default: FeatureSpec.from_dataframe's; census: 4)")
-    fit.add_argument("--numeric-encoding", type=_numeric_encoding, default=None,
+    fit.add_argument("--numeric-encoding", type=arguments.numeric_encoding, default=None,
                      help="how numeric columns are embedded: scalar, ple or periodic "
                           "(default: FeatureSpec.from_dataframe's)")
     fit.add_argument("--seed", type=int, default=0)

@@ -67,6 +67,7 @@ class TrainingReport:
       seconds: the fit's wall time.
       examples: training examples seen (rows times epochs; ``None`` when the data has no length).
       warm_start: what the warm start carried over, or ``None`` for a run from scratch.
+      warm_start_from: the ``.keras`` file it started from (the run's ``warm_start``).
     """
 
     history: dict[str, list[float]]
@@ -77,6 +78,7 @@ class TrainingReport:
     seconds: float
     examples: int | None = None
     warm_start: WarmStartReport | None = None
+    warm_start_from: str | None = None
 
     @property
     def examples_per_second(self) -> float | None:
@@ -86,6 +88,9 @@ class TrainingReport:
         """JSON-ready (the Trainer's ``training.json``, the benchmarks' results)."""
         report = dataclasses.asdict(self)
         report["examples_per_second"] = self.examples_per_second
+        # One entry: where the weights came from and what was carried ({"from", "carried", "new", "weights"}).
+        source = report.pop("warm_start_from")
+        report["warm_start"] = None if source is None else {"from": source, **(report["warm_start"] or {})}
         return report
 
 
@@ -209,7 +214,8 @@ class TrainingRun:
         batched ``tf.data`` datasets; a DataFrame is batched by ``batch_size``). ``callbacks`` come
         after the convergence ones (TensorBoard, a user's own).
         """
-        kwargs = {"batch_size": self.batch_size} if hasattr(train, "columns") else {}
+        is_frame = hasattr(train, "columns")  # a DataFrame, batched here; a dataset comes batched
+        kwargs = {"batch_size": self.batch_size} if is_frame else {}
         start = time.perf_counter()
         history = model.fit(train, validation_data=validation, epochs=self.epochs, steps_per_epoch=steps_per_epoch,
                             validation_steps=validation_steps, callbacks=[*self.callbacks(), *callbacks],
@@ -223,10 +229,10 @@ class TrainingRun:
             # The kept weights on the validation data, at the models' inference batch for a DataFrame.
             measured = model.evaluate(validation, steps=validation_steps, verbose=0, return_dict=True)
             scores = {name: float(value) for name, value in measured.items()}
-        rows = len(train) if hasattr(train, "__len__") and hasattr(train, "columns") else None
+        rows = len(train) if is_frame else None
         return TrainingReport(history=values, epochs_run=epochs_run, best_epoch=kept, monitor=self.monitor,
                               validation=scores, seconds=seconds, examples=rows * epochs_run if rows else None,
-                              warm_start=getattr(model, "_warm_start_report", None))
+                              warm_start=getattr(model, "_warm_start_report", None), warm_start_from=self.warm_start)
 
     def describe(self, model: keras.Model) -> str:
         """One line: the model, its weighting, its size."""
