@@ -142,7 +142,10 @@ def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: in
     if labels:
         if numeric_buckets:
             options = {**options, "numeric_buckets": numeric_buckets}
-        return FeatureSpec.from_dataframe(frame, labels=typed_labels(labels, frame), **options)
+        spec = FeatureSpec.from_dataframe(frame, labels=typed_labels(labels, frame), **options)
+        if spec.inference_report.tables:
+            print(f"id spaces chosen by inference:\n{spec.inference_report}")
+        return spec
     needed = {label.column for label in census.LABELS} | set(census.NUMERIC) | set(census.INTEGER_CODED)
     if not needed <= set(frame.columns):
         raise SpecError(f"the data is not census data: name its labels with --label NAME=COLUMN:POSITIVE,... "

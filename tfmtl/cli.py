@@ -74,6 +74,8 @@ def _load(args):
     spec_path = _spec_path(args)
     spec.save(spec_path)
     print(f"spec inferred from {len(train):,} rows saved to {spec_path} (reuse it with --spec {spec_path})")
+    if spec.inference_report is not None and spec.inference_report.tables:
+        print(f"id spaces chosen by inference:\n{spec.inference_report}")
     return train, validation, test, spec
 
 

@@ -31,6 +31,74 @@ STRING = "string"
 INT64 = "int64"
 _CATEGORICAL_DTYPES = (STRING, INT64)
 
+# A vocabulary covers recommender-sized id spaces: 1M ids at width 16 is a 64 MB float32 table, so
+# inference hashes only above that, never silently (see expected_collision_share and InferenceReport).
+DEFAULT_MAX_VOCABULARY = 1_000_000
+# Above the cap the hash space is sized so that fewer than this share of the distinct ids share a bucket.
+DEFAULT_MAX_COLLISION_SHARE = 0.05
+
+
+def expected_collision_share(num_values: int, num_buckets: int) -> float:
+    """Expected share of ``num_values`` distinct ids that share a bucket with another id.
+
+    With a uniform hash one id avoids each of the other ``n - 1`` ids with probability
+    ``1 - 1/m``, independently, so it collides with probability ``1 - (1 - 1/m)^(n - 1)``
+    (about ``1 - exp(-(n - 1)/m)``); by linearity that is also the expected share of ids.
+    """
+    if num_values < 0 or num_buckets < 1:
+        raise ValueError(f"expected_collision_share: need num_values >= 0 and num_buckets >= 1, "
+                         f"got {num_values} and {num_buckets}")
+    if num_values <= 1:
+        return 0.0
+    return float(-math.expm1((num_values - 1) * math.log1p(-1.0 / num_buckets))) if num_buckets > 1 else 1.0
+
+
+def hash_buckets_for(num_values: int, max_collision_share: float = DEFAULT_MAX_COLLISION_SHARE) -> int:
+    """Fewest hash buckets whose expected collision share for ``num_values`` ids is below the target.
+
+    Inverts ``1 - (1 - 1/m)^(n - 1) < s``: ``m > 1 / (1 - (1 - s)^(1/(n - 1)))`` (about
+    ``(n - 1) / -ln(1 - s)``, 19.5 buckets per id at s = 5%).
+    """
+    if not 0 < max_collision_share < 1:
+        raise ValueError(f"max_collision_share must be in (0, 1), got {max_collision_share}")
+    if num_values <= 1:
+        return 1
+    buckets = math.floor(-1.0 / math.expm1(math.log1p(-max_collision_share) / (num_values - 1))) + 1
+    while expected_collision_share(num_values, buckets) >= max_collision_share:  # guards float rounding
+        buckets += 1
+    return buckets
+
+
+@dataclasses.dataclass(frozen=True)
+class TableChoice:
+    """What inference chose for one categorical or list feature's id space, and why."""
+
+    name: str
+    distinct_values: int
+    vocabulary_size: int | None
+    hash_buckets: int | None
+    expected_collision_share: float
+
+    def __str__(self) -> str:
+        if self.hash_buckets is None:
+            return f"{self.name}: vocabulary of {self.vocabulary_size:,} values (of {self.distinct_values:,} distinct)"
+        return (f"{self.name}: {self.distinct_values:,} distinct values hashed into {self.hash_buckets:,} buckets "
+                f"(expected collision share {self.expected_collision_share:.1%})")
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceReport:
+    """Per-feature id-space choices of :meth:`FeatureSpec.from_dataframe` (``spec.inference_report``)."""
+
+    tables: tuple = ()
+
+    @property
+    def hashed(self) -> list[TableChoice]:
+        return [t for t in self.tables if t.hash_buckets is not None]
+
+    def __str__(self) -> str:
+        return "\n".join(str(t) for t in self.tables)
+
 
 class SpecError(ValueError):
     """Bad input for a feature spec: the message names the field and the problem."""
@@ -376,7 +444,8 @@ class FeatureSpec:
         exclude: Iterable[str] = (),
         weight_column: str | None = None,
         embedding_dim: int = DEFAULT_EMBEDDING_DIM,
-        max_vocabulary: int = 100_000,
+        max_vocabulary: int = DEFAULT_MAX_VOCABULARY,
+        max_collision_share: float = DEFAULT_MAX_COLLISION_SHARE,
         hash_buckets: int | None = None,
         min_frequency: int = 1,
         numeric_buckets: int = 0,
@@ -394,7 +463,10 @@ class FeatureSpec:
         Object, string, category and bool columns (and those named in
         ``categorical``) become categorical; the other numeric columns numeric.
         A categorical with more than ``max_vocabulary`` values is hashed into
-        ``hash_buckets`` (default 2 x the vocabulary cap). Non-negative numerics
+        ``hash_buckets`` buckets, by default the fewest that keep the expected share of its
+        distinct values that share a bucket below ``max_collision_share`` (see
+        :func:`hash_buckets_for`). ``spec.inference_report`` says what each categorical and
+        list feature got (vocabulary or hashing, with the expected collision share). Non-negative numerics
         with skewness above ``log_skew_threshold`` are log1p-transformed.
         ``numeric_buckets > 0`` adds quantile buckets as an embedded field.
 
@@ -419,6 +491,13 @@ class FeatureSpec:
         if numeric_encoding not in NUMERIC_ENCODINGS:
             raise SpecError(f"from_dataframe: numeric_encoding must be one of {NUMERIC_ENCODINGS}, "
                             f"got {numeric_encoding!r}")
+        if max_vocabulary < 1:
+            raise SpecError(f"from_dataframe: max_vocabulary must be >= 1, got {max_vocabulary}")
+        if not 0 < max_collision_share < 1:
+            raise SpecError(f"from_dataframe: max_collision_share must be in (0, 1), got {max_collision_share}")
+        if hash_buckets is not None and hash_buckets < 1:
+            raise SpecError(f"from_dataframe: hash_buckets must be >= 1, got {hash_buckets}")
+        table = _TableSizing(max_vocabulary, hash_buckets, max_collision_share)
         if bins not in ("quantile", "tree"):
             raise SpecError(f"from_dataframe: bins must be 'quantile' or 'tree', got {bins!r}")
         if numeric_bins < 1:
@@ -454,7 +533,7 @@ class FeatureSpec:
                 continue
             column = df[name]
             if name in list_columns:
-                features.append(_infer_list(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency,
+                features.append(_infer_list(name, column, embedding_dim, table, min_frequency,
                                             list_pooling, list_length_quantile, max_list_length, shared.get(name),
                                             df[shared[name]] if name in shared else None))
                 continue
@@ -463,7 +542,7 @@ class FeatureSpec:
                 categorical = categorical | {name}
             is_numeric_dtype = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
             if name in categorical or (name not in numeric_names and not is_numeric_dtype):
-                features.append(_infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets,
+                features.append(_infer_categorical(name, column, embedding_dim, table,
                                                    min_frequency, sharers))
             else:
                 target = None
@@ -473,7 +552,14 @@ class FeatureSpec:
                     target = _label_values(labels[0], df)
                 features.append(_infer_numeric(name, column, embedding_dim, numeric_buckets, log_skew_threshold,
                                                numeric_encoding, numeric_bins, target))
-        return cls(tuple(features), tuple(labels), weight_column)
+        spec = cls(tuple(features), tuple(labels), weight_column)
+        object.__setattr__(spec, "_inference_report", InferenceReport(tuple(table.choices)))
+        return spec
+
+    @property
+    def inference_report(self) -> InferenceReport | None:
+        """What :meth:`from_dataframe` chose per categorical/list feature; ``None`` for a spec built otherwise."""
+        return getattr(self, "_inference_report", None)
 
     # ---------------------------------------------------------- validation
     def check_dataframe(self, df: Any, *, require_labels: Sequence[str] = ()) -> None:
@@ -670,7 +756,27 @@ def _json_default(value):
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
-def _infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency,
+class _TableSizing:
+    """Chooses a vocabulary or a hash space for one feature and records the choice."""
+
+    def __init__(self, max_vocabulary: int, hash_buckets: int | None, max_collision_share: float):
+        self.max_vocabulary = max_vocabulary
+        self.hash_buckets = hash_buckets
+        self.max_collision_share = max_collision_share
+        self.choices: list[TableChoice] = []
+
+    def buckets(self, name: str, distinct: int, vocabulary_size: int) -> int | None:
+        """Hash buckets for a feature with ``distinct`` values (``None``: use the vocabulary)."""
+        if vocabulary_size <= self.max_vocabulary:
+            self.choices.append(TableChoice(name, distinct, vocabulary_size, None, 0.0))
+            return None
+        buckets = self.hash_buckets or hash_buckets_for(vocabulary_size, self.max_collision_share)
+        self.choices.append(TableChoice(name, distinct, None, buckets,
+                                        expected_collision_share(vocabulary_size, buckets)))
+        return buckets
+
+
+def _infer_categorical(name, column, embedding_dim, table: _TableSizing, min_frequency,
                        extra_values: Sequence[pd.Series] = ()) -> CategoricalFeature:
     is_integer = pd.api.types.is_integer_dtype(column)
     dtype = INT64 if is_integer else STRING
@@ -682,10 +788,11 @@ def _infer_categorical(name, column, embedding_dim, max_vocabulary, hash_buckets
     if not is_integer:
         values = values.astype(str)
     counts = values.value_counts()
+    distinct = len(counts)
     counts = counts[counts >= min_frequency]
-    if len(counts) > max_vocabulary:
-        return CategoricalFeature(name, hash_buckets=hash_buckets or 2 * max_vocabulary,
-                                  embedding_dim=embedding_dim, dtype=dtype)
+    buckets = table.buckets(name, distinct, len(counts))
+    if buckets is not None:
+        return CategoricalFeature(name, hash_buckets=buckets, embedding_dim=embedding_dim, dtype=dtype)
     # Sorted by frequency (ties by value) so ids are stable across runs.
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     vocabulary = tuple(int(v) if is_integer else v for v, _ in ordered)
@@ -700,7 +807,7 @@ def _integer_values(name: str, values: pd.Series) -> pd.Series:
     return numbers.astype(np.int64)
 
 
-def _infer_list(name, column, embedding_dim, max_vocabulary, hash_buckets, min_frequency, pooling, quantile,
+def _infer_list(name, column, embedding_dim, table: _TableSizing, min_frequency, pooling, quantile,
                 cap, shares, owner_column) -> ListFeature:
     flat = _flatten_lists(column)
     lengths = np.bincount(flat.index.to_numpy(np.int64), minlength=len(column))
@@ -712,11 +819,13 @@ def _infer_list(name, column, embedding_dim, max_vocabulary, hash_buckets, min_f
     values = _integer_values(name, flat) if is_integer else flat.astype(str)
     values = values[values != PAD[INT64 if is_integer else STRING]]
     counts = values.value_counts()
+    distinct = len(counts)
     counts = counts[counts >= min_frequency]
     dtype = INT64 if is_integer else STRING
-    if len(counts) > max_vocabulary:
-        return ListFeature(name, max_length, hash_buckets=hash_buckets or 2 * max_vocabulary,
-                           embedding_dim=embedding_dim, dtype=dtype, pooling=pooling)
+    buckets = table.buckets(name, distinct, len(counts))
+    if buckets is not None:
+        return ListFeature(name, max_length, hash_buckets=buckets, embedding_dim=embedding_dim, dtype=dtype,
+                           pooling=pooling)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     vocabulary = tuple(int(v) if is_integer else v for v, _ in ordered)
     return ListFeature(name, max_length, vocabulary=vocabulary, embedding_dim=embedding_dim, dtype=dtype,
