@@ -20,17 +20,8 @@ def _requirements(name: str) -> list[str]:
         return [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
 
 
-def _only_where(requirement: str, marker: str) -> str:
-    """``requirement`` with ``marker`` added to its own environment marker (if any)."""
-    spec, _, own = requirement.partition(";")
-    return f"{spec.strip()}; ({own.strip()}) and ({marker})" if own.strip() else f"{spec.strip()}; {marker}"
-
-
 extras = {name: _requirements(name) for name in EXTRAS}
-# [parquet] holds TensorFlow at 2.16 (tensorflow-io's last build) while [pipeline] on Python >= 3.11 needs
-# TFX 1.21's TensorFlow 2.21: [all] takes [parquet] only where both agree, Python 3.10.
-extras["all"] = sorted({*extras["pipeline"], *extras["serving"],
-                        *(_only_where(r, 'python_version < "3.11"') for r in extras["parquet"])})
+extras["all"] = sorted({requirement for name in EXTRAS if name != "dev" for requirement in extras[name]})
 
 setup(
     name="tfmtl",

@@ -145,14 +145,6 @@ def test_dataset_batches_list_columns_in_order_and_shuffled():
     assert rows == sorted(map(tuple, spec.feature_arrays(df)["genres"].tolist()))
 
 
-def test_parquet_path_refuses_list_features_clearly(tmp_path):
-    from tfmtl.features.parquet import parquet_to_dataset
-
-    spec = FeatureSpec((ListFeature("tags", 2, vocabulary=("x",)),))
-    with pytest.raises(SpecError, match=r"parquet_to_dataset does not read list features \['tags'\]"):
-        parquet_to_dataset(spec, tmp_path / "none.parquet")
-
-
 def test_hashed_lists_lists_sharing_a_list_and_an_empty_vocabulary():
     from tfmtl.features import FeaturePreprocessing
 

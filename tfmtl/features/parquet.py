@@ -1,14 +1,22 @@
-"""Parquet -> batched ``tf.data.Dataset`` with tensorflow-io, the same batches as the DataFrame path.
+"""Parquet -> batched ``tf.data.Dataset``, the same batches as the DataFrame path, in flat memory.
 
-For data that does not fit a DataFrame: rows stream from the Parquet files through
-``tfio.IODataset.from_parquet`` and are coerced to the spec's raw dtypes, so
-``parquet_to_dataset(spec, path, ...)`` yields exactly what
+For data that does not fit a DataFrame: pyarrow reads one row group at a time, the
+row group goes through the DataFrame path's own conversions
+(:meth:`FeatureSpec.feature_arrays`, ``label_array``, ``weight_array``) and is cut into
+batches, so ``parquet_to_dataset(spec, path, ...)`` yields exactly what
 :func:`tfmtl.features.dataframe_to_dataset` yields for ``pd.read_parquet(path)``
-(features ``{name: [batch]}``, labels ``{output: [batch, 1]}``, optional weights).
+(features ``{name: [batch]}`` or ``[batch, max_length]`` for list features, labels
+``{output: [batch, 1]}``, optional weights). Batches run across row groups and files,
+so only the last batch of the whole stream is short, as in the DataFrame path.
 
-Nulls are refused: tensorflow-io 0.37 skips null cells and shifts the rest of the
-column, so a file with nulls in a used column raises :class:`SpecError` (fill them,
-or read the file with pandas and use the DataFrame path).
+Lists and nulls follow the DataFrame path: list columns are padded to ``max_length``
+with the pad token; a null categorical (or list cell, or list element) is the pad
+token / OOV; a null numeric is NaN (the model's numeric encoding decides what that
+means, as for a DataFrame). A null 0/1 label or a null weight is refused, naming the
+file, the row group and the column, as ``check_dataframe`` refuses it.
+
+Memory is one row group (converted) plus the prefetched batches, whatever the number
+of rows; write files with row groups of ~10^5-10^6 rows.
 
 Example:
 
@@ -25,16 +33,17 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import glob
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from tfmtl.features.spec import INT64, FeatureSpec, NumericFeature, SpecError
+from tfmtl.features.spec import INT64, STRING, FeatureSpec, ListFeature, NumericFeature, SpecError
 
 
 def parquet_to_dataset(
@@ -52,7 +61,7 @@ def parquet_to_dataset(
     """Batches of ``features`` or ``(features, labels[, weights])`` from Parquet files.
 
     Args:
-      spec: the feature spec; each file's columns are checked against it first.
+      spec: the feature spec; each file's columns are checked against it first (footer only).
       paths: a file, a directory of ``*.parquet`` files, a glob, or a list of those;
         files are read in sorted order, one after the other.
       targets: ``{model output name: label name}``; ``None`` yields features only.
@@ -61,44 +70,68 @@ def parquet_to_dataset(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if spec.lists:
-        raise SpecError(f"parquet_to_dataset does not read list features {[f.name for f in spec.lists]} "
-                        "(tensorflow-io reads scalar columns); read the file with pandas and use "
-                        "dataframe_to_dataset")
     files = _expand(paths)
     targets = dict(targets or {})
     labels = {output: spec.label(name) for output, name in targets.items()}
+    weighted = bool(targets and sample_weights and spec.weight_column)
     columns = list(dict.fromkeys(
         spec.feature_names + [label.column for label in labels.values()]
-        + ([spec.weight_column] if targets and sample_weights and spec.weight_column else [])))
+        + ([spec.weight_column] if weighted else [])))
+    refused_nulls = [label.column for label in labels.values() if label.positive is None]
+    refused_nulls += [spec.weight_column] if weighted else []
     for path in files:
-        _check_file(spec, path, columns)
+        _check_file(spec, path, columns, refused_nulls)
 
-    def convert(row: Mapping[str, tf.Tensor]):
-        features = {f.name: _feature(f, row[f.name]) for f in spec.features}
+    def element(frame) -> Any:
+        features = spec.feature_arrays(frame)
         if not labels:
             return features
-        y = {output: tf.reshape(_label(label, row[label.column]), [-1, 1]) for output, label in labels.items()}
-        if sample_weights and spec.weight_column:
-            return features, y, tf.cast(row[spec.weight_column], tf.float32)
-        return features, y
+        y = {output: spec.label_array(frame, name) for output, name in targets.items()}
+        return (features, y, spec.weight_array(frame)) if weighted else (features, y)
 
-    # tfio needs each file's schema when the dataset is built, so files are chained in Python.
-    dataset = functools.reduce(tf.data.Dataset.concatenate, [_read(path, columns) for path in files])
+    def batches() -> Iterator[Any]:
+        carry = None  # rows of the last row group that did not fill a batch
+        for path in files:
+            parquet = pq.ParquetFile(path)
+            for group in range(parquet.metadata.num_row_groups):
+                frame = parquet.read_row_group(group, columns=columns).to_pandas()
+                try:
+                    spec.check_dataframe(frame, require_labels=list(targets.values()))
+                except SpecError as e:
+                    raise SpecError(f"{path}, row group {group}: {e}") from e
+                arrays = element(frame)
+                if carry is not None:
+                    arrays = tf.nest.map_structure(lambda a, b: np.concatenate([a, b]), carry, arrays)
+                rows = len(tf.nest.flatten(arrays)[0])
+                whole = rows // batch_size * batch_size
+                for start in range(0, whole, batch_size):
+                    yield tf.nest.map_structure(lambda a: a[start:start + batch_size], arrays)  # noqa: B023
+                carry = tf.nest.map_structure(lambda a: a[whole:], arrays) if whole < rows else None  # noqa: B023
+        if carry is not None and not drop_remainder:
+            yield carry
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=_signature(spec, labels, weighted))
     if shuffle:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.unbatch().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _read(path, columns: list[str]) -> tf.data.Dataset:
-    try:
-        import tensorflow_io as tfio  # heavy import, only when reading Parquet
-    except ImportError as e:
-        raise ImportError(f"reading Parquet ({path}) needs tensorflow-io: pip install 'tfmtl[parquet]'. Its last "
-                          "release (0.37) is built for TensorFlow 2.16 only; with a newer TensorFlow read the "
-                          "files with pandas and use dataframe_to_dataset") from e
-    return tfio.IODataset.from_parquet(path, columns=columns)
+def _signature(spec: FeatureSpec, labels: Mapping[str, Any], weighted: bool) -> Any:
+    """The ``tf.TensorSpec`` nest of one batch: the dtypes and shapes ``feature_arrays`` produces."""
+    features = {}
+    for feature in spec.features:
+        if isinstance(feature, ListFeature):
+            dtype = tf.string if feature.dtype == STRING else tf.int64
+            features[feature.name] = tf.TensorSpec([None, feature.max_length], dtype)
+        elif isinstance(feature, NumericFeature):
+            features[feature.name] = tf.TensorSpec([None], tf.float32)
+        else:
+            features[feature.name] = tf.TensorSpec([None], tf.int64 if feature.dtype == INT64 else tf.string)
+    if not labels:
+        return features
+    y = {output: tf.TensorSpec([None, 1], tf.float32) for output in labels}
+    return (features, y, tf.TensorSpec([None], tf.float32)) if weighted else (features, y)
 
 
 def _expand(paths) -> list[str]:
@@ -119,8 +152,8 @@ def _expand(paths) -> list[str]:
     return files
 
 
-def _check_file(spec: FeatureSpec, path: str, columns: list[str]) -> None:
-    """Columns present, numeric where the spec needs numbers, free of nulls: from the footer only."""
+def _check_file(spec: FeatureSpec, path: str, columns: list[str], refused_nulls: list[str]) -> None:
+    """Columns present, numeric or list where the spec says so, no nulls where refused: from the footer only."""
     parquet = pq.ParquetFile(path)
     schema, metadata = parquet.schema_arrow, parquet.metadata
     absent = [c for c in columns if c not in schema.names]
@@ -128,45 +161,24 @@ def _check_file(spec: FeatureSpec, path: str, columns: list[str]) -> None:
         raise SpecError(f"{path}: column(s) {absent} are missing from the Parquet file")
     for feature in spec.features:
         kind = schema.field(feature.name).type
-        if (isinstance(feature, NumericFeature) or feature.dtype == INT64) and not (
-                pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        if isinstance(feature, ListFeature):
+            if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_null(kind)):
+                raise SpecError(f"{path}: list feature '{feature.name}' needs a list column, "
+                                f"the Parquet column is {kind}")
+        elif (isinstance(feature, NumericFeature) or feature.dtype == INT64) and not (
+                pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
             raise SpecError(f"{path}: feature '{feature.name}' must be numeric ({spec.raw_dtype(feature)}), "
                             f"the Parquet column is {kind}")
     for group in range(metadata.num_row_groups):
         row_group = metadata.row_group(group)
         for index in range(row_group.num_columns):
             column = row_group.column(index)
-            if column.path_in_schema not in columns:
+            if column.path_in_schema not in refused_nulls:
                 continue
             stats = column.statistics
-            if stats is None or not stats.has_null_count or stats.null_count > 0:
-                raise SpecError(
-                    f"{path}: column '{column.path_in_schema}' has nulls (or no null count); tensorflow-io "
-                    "would shift its values. Fill missing values before writing, or use dataframe_to_dataset.")
-
-
-def _feature(feature, value: tf.Tensor) -> tf.Tensor:
-    # The same coercions as FeatureSpec.feature_arrays (str() of a bool is "True", not "true").
-    if isinstance(feature, NumericFeature):
-        return tf.cast(value, tf.float32)
-    if feature.dtype == INT64:
-        return tf.cast(value, tf.int64)
-    if value.dtype == tf.bool:
-        return tf.where(value, "True", "False")
-    return value if value.dtype == tf.string else tf.strings.as_string(value)
-
-
-def _label(label, value: tf.Tensor) -> tf.Tensor:
-    # pandas.Series.isin is type-strict: strings match string positives, numbers numeric ones.
-    if label.positive is None:
-        return tf.cast(value, tf.float32)
-    if value.dtype == tf.string:
-        hits = [tf.equal(value, p) for p in label.positive if isinstance(p, str)]
-    else:
-        hits = [tf.equal(tf.cast(value, tf.float64), float(p)) for p in label.positive if not isinstance(p, str)]
-    if not hits:
-        return tf.zeros_like(value, tf.float32)
-    return tf.cast(tf.reduce_any(tf.stack(hits), axis=0), tf.float32)
+            if stats is not None and stats.has_null_count and stats.null_count > 0:
+                raise SpecError(f"{path}, row group {group}: column '{column.path_in_schema}' has "
+                                f"{stats.null_count} null(s); labels and weights must not be missing")
 
 
 __all__ = ["parquet_to_dataset"]

@@ -1,0 +1,35 @@
+"""bench/scale.py: data generation, the child measurement and the report at a tiny size."""
+
+import json
+
+import pandas as pd
+
+from bench import scale
+
+
+def test_impressions_are_deterministic_with_a_quarter_distinct_users():
+    a = scale.impressions(4000, 0, 4000, seed=0)
+    pd.testing.assert_frame_equal(a, scale.impressions(4000, 0, 4000, seed=0))
+    assert a["user_id"].astype(int).max() < 1000  # users = rows / 4
+    assert a["item_id"].value_counts().index[0] == "0"  # Zipf: rank 0 is the most popular
+    assert set(a["click"]) == {0, 1}
+
+
+def test_children_measure_both_paths_and_the_report_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(scale, "FILE_ROWS", 1500)
+    monkeypatch.setattr(scale, "ROW_GROUP_ROWS", 500)
+    files = scale.write_data(3000, str(tmp_path / "data"))
+    assert len(files) == 2
+    spec_path = str(tmp_path / "spec.json")
+    scale.infer_spec(files, spec_path)
+    rows = [scale.child(kind, str(tmp_path / "data"), spec_path, max_steps=2) for kind in scale.PATHS]
+    assert [(r["path"], r["rows"], r["steps"], r["timed_rows"]) for r in rows] == [
+        ("dataframe", 3000, 2, 2048), ("parquet", 3000, 2, 2048)]
+    assert all(r["extrapolated"] and r["examples_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    results = {"config": {"rows": [3000], "paths": list(scale.PATHS), "batch_size": scale.BATCH_SIZE,
+                          "units": list(scale.UNITS), "max_steps": 2, "load": 1.0}, "rows": rows}
+    out = str(tmp_path / "scale")
+    scale._report.save_report(out, results, scale.markdown(results, out + ".png"),
+                              lambda png: scale.plot(results, png))
+    assert json.load(open(out + ".json"))["rows"][1]["path"] == "parquet"
+    assert "| 3,000 | parquet |" in open(out + ".md").read()
