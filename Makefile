@@ -76,7 +76,7 @@ $(STAMP312): $(REQUIREMENTS) $(STAMP)
 	@echo "building $(VENV312) with $(PYTHON312) from the wheel, no constraints (pip's output: $(VENV312)/install.log)"
 	@rm -rf $(VENV312) && $(PYTHON312) -m venv $(VENV312)
 	@{ $(PY) -m pip wheel --no-deps --no-build-isolation -q -w $(VENV312)/wheel . && $(VENV312)/bin/python -m pip \
-		install --prefer-binary "$$(ls $(VENV312)/wheel/tfmtl-*.whl)[serving,dev]"; } > $(VENV312)/install.log 2>&1 \
+		install --prefer-binary "$$(ls $(VENV312)/wheel/tfmtl-*.whl)[serving,parquet,dev]"; } > $(VENV312)/install.log 2>&1 \
 		|| { tail -n 30 $(VENV312)/install.log; echo "pip failed: see $(VENV312)/install.log"; exit 1; }
 	@touch $(STAMP312)
 
