@@ -190,9 +190,16 @@ def _create(args, name, root, data_root, spec, data_format, train_pattern, eval_
         tasks=args.tasks.split(",") if args.tasks else None,
         distribution=args.distribution, mixed_precision=args.mixed_precision,
         **{name: value for name, value in chosen.items() if value is not None})
+    search = None
+    if args.search is not None:
+        from tfmtl.training.tuning import HyperparameterSearch
+
+        search = HyperparameterSearch(args.search, **({} if args.max_trials is None else
+                                                      {"max_trials": args.max_trials}))
     return create_pipeline(
         name, root, data_root, spec, args.serving_dir or os.path.join(os.path.dirname(root), "serving"),
-        training=training, data_format=data_format, train_pattern=train_pattern, eval_pattern=eval_pattern,
+        training=training, search=search, data_format=data_format, train_pattern=train_pattern,
+        eval_pattern=eval_pattern,
         span=args.span, span_range=args.span_range, warm_start=args.warm_start,
         schema_path=args.schema, statistics=args.statistics, train_steps=args.train_steps, eval_steps=args.eval_steps,
         slice_features=slices, group_feature=args.group_feature, min_auc=args.min_auc,
@@ -338,6 +345,11 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--distribution", choices=("auto", "mirrored", "multi_worker", "none"), default="auto")
     model.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
     model.add_argument("--seed", type=int, help="default: TrainingRun's")
+    model.add_argument("--search", type=arguments.json_object,
+                       help='run TFX\'s Tuner before the Trainer over this search space (JSON: run fields or model '
+                            'kwargs, e.g. \'{"num_experts": {"values": [2, 4]}, "learning_rate": {"min": 0.0003, '
+                            '"max": 0.003, "sampling": "log"}}\'); the Trainer trains with the best trial\'s values')
+    model.add_argument("--max-trials", type=int, help="the Tuner's trials (default: HyperparameterSearch's)")
     evaluation = parser.add_argument_group("evaluation and push")
     evaluation.add_argument("--slice", action="append", help="feature to slice the evaluation by (repeatable; "
                                                              "default for census: sex)")

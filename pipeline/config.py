@@ -15,8 +15,10 @@ from typing import Any
 from pipeline.transform import ANALYZER_STATISTICS, NA_VALUES_KEY, SPEC_KEY, SPEC_STATISTICS, STATISTICS_KEY
 from tfmtl.features import FeatureSpec
 from tfmtl.training import TrainingRun
+from tfmtl.training.tuning import HyperparameterSearch
 
 TRAINING_KEY = "training"
+SEARCH_KEY = "search"  # a HyperparameterSearch: the Tuner searches it, the Trainer applies its best values
 DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
 MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 
@@ -61,9 +63,20 @@ def transform_config(spec: FeatureSpec, statistics: str = SPEC_STATISTICS,
     return config
 
 
-def trainer_config(spec: FeatureSpec, training: TrainingConfig, statistics: str = SPEC_STATISTICS) -> dict[str, Any]:
-    """The Trainer's ``custom_config`` (read by :func:`pipeline.trainer.run_fn`)."""
-    return {SPEC_KEY: spec.get_config(), STATISTICS_KEY: statistics, TRAINING_KEY: dataclasses.asdict(training)}
+def trainer_config(spec: FeatureSpec, training: TrainingConfig, statistics: str = SPEC_STATISTICS,
+                   search: HyperparameterSearch | None = None) -> dict[str, Any]:
+    """The Trainer's and the Tuner's ``custom_config`` (read by :func:`pipeline.trainer.run_fn` and
+    :func:`pipeline.tuner.tuner_fn`)."""
+    config = {SPEC_KEY: spec.get_config(), STATISTICS_KEY: statistics, TRAINING_KEY: dataclasses.asdict(training)}
+    if search is not None:
+        config[SEARCH_KEY] = search.get_config()
+    return config
+
+
+def read_search(custom_config: Mapping[str, Any]) -> HyperparameterSearch | None:
+    """The search space :func:`trainer_config` was given, or ``None``."""
+    search = custom_config.get(SEARCH_KEY)
+    return None if search is None else HyperparameterSearch.from_config(search)
 
 
 def read_trainer_config(custom_config: Mapping[str, Any]) -> tuple[FeatureSpec, TrainingConfig, str]:

@@ -1,7 +1,7 @@
 """``create_pipeline``: the one definition of the tfmtl TFX pipeline, for every runner.
 
 ExampleGen (CSV, Parquet or TFRecord) -> StatisticsGen -> SchemaGen (or a curated
-schema) -> ExampleValidator -> ValidationGate -> Transform -> Trainer (warm-started from
+schema) -> ExampleValidator -> ValidationGate -> Transform -> [Tuner ->] Trainer (warm-started from
 the last blessed model) -> Evaluator (against the last blessed model) -> Pusher (only when
 blessed).
 
@@ -25,10 +25,12 @@ from pipeline.config import TrainingConfig, trainer_config, transform_config
 from pipeline.gates import ValidationGate
 from pipeline.transform import PANDAS_NA_VALUES, SPEC_STATISTICS
 from tfmtl.features import FeatureSpec
+from tfmtl.training.tuning import HyperparameterSearch
 
 FORMATS = ("csv", "parquet", "tfrecord")
 PREPROCESSING_FN = "pipeline.transform.preprocessing_fn"
 RUN_FN = "pipeline.trainer.run_fn"
+TUNER_FN = "pipeline.tuner.tuner_fn"
 
 
 def create_pipeline(
@@ -39,6 +41,7 @@ def create_pipeline(
     serving_root: str,
     *,
     training: TrainingConfig | None = None,
+    search: HyperparameterSearch | None = None,
     data_format: str = "csv",
     train_pattern: str | None = None,
     eval_pattern: str | None = None,
@@ -67,6 +70,8 @@ def create_pipeline(
       spec: the feature spec (vocabularies, statistics, labels) the Keras path uses too.
       serving_root: the Pusher writes ``<serving_root>/<model_name>/<version>``.
       training: model name, model kwargs and fit settings (default: MMoE).
+      search: a search space over ``training``: TFX's Tuner runs it before the Trainer, on the same
+        Transform output, and the Trainer trains with the best trial's values (:mod:`pipeline.tuner`).
       data_format: ``csv``, ``parquet`` or ``tfrecord`` (serialized ``tf.Example``).
       train_pattern, eval_pattern: file globs under ``data_root`` for the two
         splits; without them all files are hash-split 4:1 into train and eval. With
@@ -143,15 +148,27 @@ def create_pipeline(
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
+    trainer_custom_config = trainer_config(spec, training, statistics, search)
+    tuner = None
+    if search is not None:
+        tuner = tfx.components.Tuner(
+            tuner_fn=TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=gate.outputs["validated_schema"],
+            train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
+            custom_config=trainer_custom_config)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=gate.outputs["validated_schema"],
         train_args=tfx.proto.TrainArgs(num_steps=train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
         base_model=baseline_resolver.outputs["model"] if warm_start else None,
-        custom_config=trainer_config(spec, training, statistics))
+        custom_config=trainer_custom_config)
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -168,7 +185,8 @@ def create_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, *([span_resolver] if span_resolver else []), statistics_gen, schema_gen,
-                    example_validator, gate, transform, baseline_resolver, trainer, evaluator, pusher],
+                    example_validator, gate, transform, *([tuner] if tuner else []), baseline_resolver, trainer,
+                    evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or []))

@@ -23,13 +23,14 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from pipeline import signatures
-from pipeline.config import TrainingConfig, read_trainer_config
+from pipeline.config import TrainingConfig, read_search, read_trainer_config
 from pipeline.distribution import choose_strategy, is_chief, precision_policy, strategy_name
 from pipeline.transform import fitted_spec
 from tfmtl import export
 from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.training import TrainingReport, base_model
+from tfmtl.training.tuning import HyperparameterSearch
 
 # The Trainer's report (in fn_args.model_run_dir, beside the TensorBoard logs), and the trained Keras model with its
 # fitted spec inside the Model artifact, beside Format-Serving: the next span's Trainer warm-starts from it.
@@ -50,9 +51,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     With a ``base_model`` (the last blessed model) the new model starts from its weights, the
     embedding rows of known values moved to their ids in this run's vocabularies.
     """
-    spec, training, statistics = read_trainer_config(fn_args.custom_config)
-    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    spec = fitted_spec(spec, tft_output, statistics)
+    spec, training, tft_output = trainer_inputs(fn_args)
+    search = read_search(fn_args.custom_config)
+    tuned = tuned_values(search, fn_args.hyperparameters)
+    if tuned:
+        training = search.apply(training, tuned)
     base = _warm_start_source(fn_args.base_model)
     if base is not None:
         training = dataclasses.replace(training, warm_start=base)
@@ -61,14 +64,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with precision_policy(training.mixed_precision):
         with strategy.scope():
             model = _build(spec, training)
-        label_map = base_model(model).label_map
         # Per replica batch times replicas: each device keeps the configured batch.
         batch_size = training.batch_size * strategy.num_replicas_in_sync
-        train_steps = fn_args.train_steps
-        train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, spec, label_map, batch_size,
-                         shuffle=True, repeat=train_steps is not None, seed=training.seed)
-        evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, spec, label_map,
-                              EVAL_BATCH_SIZE, shuffle=False, repeat=False)
+        train, evaluation, fit_steps = fit_data(fn_args, tft_output, spec, training, batch_size)
         chief = is_chief(strategy)
         model_run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="tfmtl-worker-")
         # The run's convergence (stop when the eval AUC or loss stops improving, keep the best epoch's averaged
@@ -76,13 +74,49 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         report = training.fit(
             model, train, evaluation,
             callbacks=[keras.callbacks.TensorBoard(log_dir=model_run_dir, update_freq="epoch", profile_batch=0)],
-            steps_per_epoch=math.ceil(train_steps / training.epochs) if train_steps else None,
-            validation_steps=fn_args.eval_steps)
+            **fit_steps)
         # Every task saves (saving may need the other workers); only the chief's copy is the model.
         serving_dir = fn_args.serving_model_dir if chief else os.path.join(model_run_dir, "serving")
         _save_keras(model, spec, keras_model_dir(serving_dir))
         export_serving_model(base_model(_plain_copy(model, spec, training, strategy)), tft_output, spec, serving_dir)
-        _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, report, training)
+        _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, report, training, tuned)
+
+
+def trainer_inputs(fn_args: tfx.components.FnArgs) -> tuple[FeatureSpec, TrainingConfig, tft.TFTransformOutput]:
+    """The spec fitted to the Transform output, the training config and the Transform output, from the
+    Trainer's (or the Tuner's) ``custom_config`` and ``transform_graph``."""
+    spec, training, statistics = read_trainer_config(fn_args.custom_config)
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    return fitted_spec(spec, tft_output, statistics), training, tft_output
+
+
+def fit_data(fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput, spec: FeatureSpec,
+             training: TrainingConfig, batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset, dict]:
+    """The train and eval datasets of the Transform output, and the step counts ``fit`` takes with them
+    (``TrainArgs.num_steps`` spread over the epochs; ``EvalArgs.num_steps``)."""
+    label_map = training.output_labels(spec)
+    train_steps = fn_args.train_steps
+    train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, spec, label_map, batch_size,
+                     shuffle=True, repeat=train_steps is not None, seed=training.seed)
+    evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, spec, label_map,
+                          EVAL_BATCH_SIZE, shuffle=False, repeat=False)
+    steps = {"steps_per_epoch": math.ceil(train_steps / training.epochs) if train_steps else None,
+             "validation_steps": fn_args.eval_steps}
+    return train, evaluation, steps
+
+
+def tuned_values(search: HyperparameterSearch | None, hyperparameters: Mapping | None) -> dict:
+    """The Tuner's best values for the run (``{}`` without a Tuner upstream).
+
+    ``hyperparameters`` is ``fn_args.hyperparameters``: KerasTuner's config of the best trial, as
+    TFX's Tuner writes it (``{"space": [...], "values": {...}}``).
+    """
+    if not hyperparameters:
+        return {}
+    if search is None:
+        raise ValueError("the Trainer got hyperparameters but its custom_config has no search space: build the "
+                         "pipeline with create_pipeline(..., search=HyperparameterSearch(...))")
+    return search.decode(hyperparameters.get("values", hyperparameters))
 
 
 def _warm_start_source(base_serving_dir: str | None) -> str | None:
@@ -168,10 +202,10 @@ def _dataset(files: list[str], data_accessor, tft_output: tft.TFTransformOutput,
 
 
 def _write_report(path: str, strategy: tf.distribute.Strategy, batch_size: int, report: TrainingReport,
-                  training: TrainingConfig) -> None:
+                  training: TrainingConfig, tuned: Mapping) -> None:
     content = {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
                "global_batch_size": batch_size, "mixed_precision": training.mixed_precision,
-               **report.to_dict()}
+               "hyperparameters": dict(tuned) or None, **report.to_dict()}
     with tf.io.gfile.GFile(path, "w") as f:
         f.write(json.dumps(content, indent=1))
 

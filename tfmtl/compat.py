@@ -26,7 +26,7 @@ __all__ = ["keras", "register", "without_autograph", "keras_tuner"]
 _TUNER_BACKEND = ("keras_tuner.src.backend.config", "keras_tuner.src.backend.keras")
 
 
-def keras_tuner() -> types.ModuleType:
+def keras_tuner(replace_keras_3: bool = False) -> types.ModuleType:
     """The ``keras_tuner`` module running on tf_keras, so that its tuners accept tfmtl models.
 
     KerasTuner (1.4) picks its Keras once, when it is first imported: Keras 3 whenever the ``keras``
@@ -36,8 +36,14 @@ def keras_tuner() -> types.ModuleType:
     tf_keras (its own code path for Keras 2), leaving the user's ``keras`` alone. Call it instead of
     ``import keras_tuner``, before anything else in the process imports keras_tuner.
 
+    Args:
+      replace_keras_3: where keras_tuner is already imported on Keras 3, drop its modules and import
+        it again on tf_keras, instead of raising. For a process whose framework imported keras_tuner
+        first and then only drives the tuner it is handed (TFX's Tuner executor imports it at module
+        top, before it calls the ``tuner_fn``): objects made by the earlier import stay on Keras 3.
+
     Raises:
-      RuntimeError: keras_tuner is already imported on Keras 3 in this process.
+      RuntimeError: keras_tuner is already imported on Keras 3 in this process (without ``replace_keras_3``).
 
     Example (a build function returning a tfmtl model)::
 
@@ -46,9 +52,12 @@ def keras_tuner() -> types.ModuleType:
         tuner.search(x, y, validation_data=(x_val, y_val), epochs=1)
     """
     loaded = sys.modules.get("keras_tuner.src.backend.keras")
-    if loaded is not None:
-        if loaded is keras:
-            return sys.modules["keras_tuner"]
+    if loaded is keras:
+        return sys.modules["keras_tuner"]
+    if loaded is not None and replace_keras_3:
+        for name in [name for name in sys.modules if name == "keras_tuner" or name.startswith("keras_tuner.")]:
+            del sys.modules[name]
+    elif loaded is not None:
         raise RuntimeError("keras_tuner was imported on Keras 3 before tfmtl.compat.keras_tuner(): it accepts only "
                            "Keras 3 models in this process. Call tfmtl.compat.keras_tuner() before anything imports "
                            "keras_tuner (or set TF_USE_LEGACY_KERAS=1 and KerasTuner's Keras module yourself).")

@@ -22,9 +22,10 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
     from tfmtl.features import SpecError
     from tfmtl.training import WarmStartError
+    from tfmtl.training.tuning import SearchSpaceError
 
-    return (UsageError, SpecError, WarmStartError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError, pd.errors.EmptyDataError, pd.errors.ParserError, json.JSONDecodeError,
+    return (UsageError, SpecError, WarmStartError, SearchSpaceError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, PermissionError, pd.errors.EmptyDataError, pd.errors.ParserError, json.JSONDecodeError,
             UnicodeDecodeError)
 
 

@@ -69,7 +69,7 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
     # First in the list: the average must be in the model before the others read the weights.
     leading = [WeightAveraging(averaging)] if averaging else []
     metric = monitor.removeprefix("val_")
-    mode = _mode(monitor)
+    mode = direction(monitor)
     if mode == "max":
         leading.append(MeanOverTasks(metric))  # before the two that read it from the epoch's logs
     stop = keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
@@ -85,7 +85,8 @@ def convergence_callbacks(patience: int = DEFAULT_PATIENCE, *, lr_patience: int 
     return [*leading, reduce, stop]
 
 
-def _mode(monitor: str) -> str:
+def direction(monitor: str) -> str:
+    """``"max"`` for a monitored quantity that improves upwards (an AUC, an accuracy), else ``"min"``."""
     return "max" if monitor.endswith(_HIGHER_IS_BETTER) else "min"
 
 
@@ -109,7 +110,7 @@ def best_epoch(history: Mapping[str, Sequence[float]], monitor: str = DEFAULT_MO
     if monitor not in history:
         raise KeyError(f"best_epoch: the history has no {monitor!r} (it has {sorted(history)})")
     values = [float(v) for v in history[monitor]]
-    pick = max if _mode(monitor) == "max" else min
+    pick = max if direction(monitor) == "max" else min
     return pick(range(len(values)), key=values.__getitem__) + 1
 
 
