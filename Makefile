@@ -56,7 +56,7 @@ data: $(STAMP)
 # that is not marked slow, then the two end-to-end runs CI keeps of the slow ones (the README's main job with a
 # served prediction, and two daily spans with a warm start); then the newest set (test-newest, below).
 # `make test-all` runs every slow test too (multi-worker training, the fresh-venv install, ...).
-CI_END_TO_END := tests/pipeline/test_pipeline.py tests/pipeline/test_spans.py
+CI_END_TO_END := tests/pipeline/test_pipeline.py tests/pipeline/test_spans.py tests/pipeline/test_tuner.py
 test: $(STAMP) data
 	$(PY) -m pytest -q --durations=20 -m "not slow"
 	$(PY) -m pytest -q --durations=5 -m slow $(CI_END_TO_END)
