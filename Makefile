@@ -53,8 +53,9 @@ data: $(STAMP)
 	$(PY) -m tfmtl.datasets.movielens fetch --quiet
 
 # Both ends of the ranges, one after the other (2 cores), under 25 minutes: in the Python 3.10 set every test
-# that is not marked slow, then the two end-to-end runs CI keeps of the slow ones (the README's main job with a
-# served prediction, and two daily spans with a warm start); then the newest set (test-newest, below).
+# that is not marked slow, then the end-to-end runs CI keeps of the slow ones (the README's main job with a
+# served prediction, two daily spans with a warm start, a run with the Tuner);
+# then the newest set (test-newest, below).
 # `make test-all` runs every slow test too (multi-worker training, the fresh-venv install, ...).
 CI_END_TO_END := tests/pipeline/test_pipeline.py tests/pipeline/test_spans.py tests/pipeline/test_tuner.py
 test: $(STAMP) data
