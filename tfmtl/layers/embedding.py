@@ -55,10 +55,16 @@ class FieldEmbedding(keras.layers.Layer):
     def call(self, ids: tf.Tensor, field: int | None = None) -> tf.Tensor:
         ids = tf.cast(ids, tf.int64)
         if field is None:
-            return tf.gather(self.embeddings, ids + self._offsets)
+            return self._lookup(ids + self._offsets)
         if not 0 <= field < len(self.field_sizes):
             raise ValueError(f"FieldEmbedding: field must be in [0, {len(self.field_sizes)}), got {field}")
-        return tf.gather(self.embeddings, tf.maximum(ids, 0) + self._offsets[field])
+        return self._lookup(tf.maximum(ids, 0) + self._offsets[field])
+
+    def _lookup(self, rows: tf.Tensor) -> tf.Tensor:
+        # embedding_lookup, not tf.gather: under ParameterServerStrategy with a variable_partitioner the
+        # table is a ShardedVariable, whose tf.gather only takes 1-D ids; embedding_lookup dispatches to
+        # a per-shard gather for ids of any shape (and is tf.gather for a plain variable).
+        return tf.nn.embedding_lookup(self.embeddings, rows)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "field_sizes": self.field_sizes, "embedding_dim": self.embedding_dim,
