@@ -116,7 +116,7 @@ def tuned_values(search: HyperparameterSearch | None, hyperparameters: Mapping |
     if search is None:
         raise ValueError("the Trainer got hyperparameters but its custom_config has no search space: build the "
                          "pipeline with create_pipeline(..., search=HyperparameterSearch(...))")
-    return search.decode(hyperparameters.get("values", hyperparameters))
+    return search.decode(hyperparameters["values"])
 
 
 def _warm_start_source(base_serving_dir: str | None) -> str | None:
