@@ -34,7 +34,7 @@ OUT = "bench/results/paired_auc"
 
 def compare(dataset: str, tfmtl_seed: int, lightgbm_seeds: list[int], max_epochs: int | None) -> list[dict]:
     """One row per (task, LightGBM seed): tfmtl's default against that LightGBM run on the same test rows."""
-    from tfmtl.features.spec import DEFAULT_NUMERIC_ENCODING
+    from tfmtl.features.inference import DEFAULT_NUMERIC_ENCODING
 
     data = tabular.load(dataset)
     model = "mmoe"

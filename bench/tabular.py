@@ -317,7 +317,7 @@ def markdown(results: dict, rows: list[dict]) -> str:
         lines.append(f"| {r['dataset']} | {r['task']} | {r['method']} | {r['encoding']} | {r['cross']} | "
                      f"{','.join(map(str, r['seeds']))} | {r['auc_mean']:.4f} ± {r['auc_std']:.4f} | {gap} | "
                      f"{r['epochs']} | {r['seconds']:.0f} | {r['load']:.1f} |")
-    from tfmtl.features.spec import DEFAULT_NUMERIC_ENCODING
+    from tfmtl.features.inference import DEFAULT_NUMERIC_ENCODING
 
     encoding, cross = DEFAULT_NUMERIC_ENCODING, default_cross(model)
     lines += ["", f"## Verdict: the default a user gets ({encoding} encoding, DCN {cross}) against LightGBM", "",

@@ -88,8 +88,9 @@ def _run_pipeline(args: argparse.Namespace, name: str, run_dir: str, say) -> int
     from pipeline.summary import summarize
 
     staged, grown = _stage_input(args, run_dir)
-    spec = grown or data.fit_spec(staged, args.spec, numeric_buckets=args.numeric_buckets, labels=args.label or (),
-                                  **_spec_options(args))
+    labels = args.label or ()
+    options = arguments.inference_options(args, data.inference_defaults(labels))
+    spec = grown or data.fit_spec(staged, args.spec, labels=labels, exclude=args.exclude, options=options)
     spec.save(os.path.join(run_dir, "spec.json"))
     if not args.spec and not grown:
         say(f"spec fitted on the train rows saved to {os.path.join(run_dir, 'spec.json')} (labels "
@@ -274,16 +275,11 @@ def _inference_flags(parser: argparse.ArgumentParser) -> None:
                             "income_50k=income:>50K,>50K.; a ',' inside a value is '\\,'); not with --spec")
     group.add_argument("--exclude", action="append", metavar="COLUMN",
                        help="a column that is not a feature (ids, leaky columns; repeatable)")
-    group.add_argument("--embedding-dim", type=int, help="width of every field (default: FeatureSpec.from_dataframe's)")
+    group.add_argument("--embedding-dim", type=int, help="width of every field (default: "
+                                                         "tfmtl.features.InferenceOptions'; census: its own)")
     group.add_argument("--numeric-encoding", type=arguments.numeric_encoding,
                        help="how numeric columns are embedded: scalar, ple or periodic "
-                            "(default: FeatureSpec.from_dataframe's)")
-
-
-def _spec_options(args: argparse.Namespace) -> dict:
-    # Only what the user chose: the defaults stay in FeatureSpec.from_dataframe.
-    chosen = {"exclude": args.exclude, "embedding_dim": args.embedding_dim, "numeric_encoding": args.numeric_encoding}
-    return {name: value for name, value in chosen.items() if value is not None}
+                            "(default: tfmtl.features.InferenceOptions'; census: its own)")
 
 
 def _span_flags(parser: argparse.ArgumentParser, patterns: bool) -> None:
@@ -317,8 +313,8 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     parser.add_argument("--spec", required=spec_required,
                         help="FeatureSpec JSON (default: inferred from the train rows with --label, or the census "
                              "spec for census data)")
-    parser.add_argument("--numeric-buckets", type=int, default=0, help="quantile buckets per numeric feature "
-                                                                        "when the spec is fitted")
+    parser.add_argument("--numeric-buckets", type=int, help="quantile buckets per numeric feature when the spec "
+                                                            "is fitted (default: tfmtl.features.InferenceOptions')")
     parser.add_argument("--schema", help="curated schema.pbtxt for ExampleValidator (default: inferred)")
     parser.add_argument("--statistics", choices=("spec", "analyzers"), default="spec",
                         help="vocabularies and normalisation from the spec, or re-estimated by TFT analyzers")
@@ -342,7 +338,8 @@ def _common(parser: argparse.ArgumentParser, spec_required: bool = False) -> Non
     model.add_argument("--learning-rate", type=float, help="Adam's (default: TrainingRun's)")
     model.add_argument("--train-steps", type=int, help="train steps in total (default: --epochs passes)")
     model.add_argument("--eval-steps", type=int, help="validation steps (default: the whole eval split)")
-    model.add_argument("--distribution", choices=("auto", "mirrored", "multi_worker", "none"), default="auto")
+    model.add_argument("--distribution", choices=("auto", "mirrored", "multi_worker", "parameter_server", "none"),
+                       default="auto")  # pipeline.config.DISTRIBUTIONS (importing it here would load TFX to parse)
     model.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
     model.add_argument("--seed", type=int, help="default: TrainingRun's")
     model.add_argument("--search", type=arguments.json_object,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from tfmtl.datasets import census
-from tfmtl.features import FeatureSpec, Label, SpecError, typed_labels
+from tfmtl.features import FeatureSpec, InferenceOptions, Label, SpecError, typed_labels
 
 _SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord",
              ".tfrecord.gz": "tfrecord", ".tfrecords": "tfrecord", ".tfrecords.gz": "tfrecord"}
@@ -121,12 +121,18 @@ def stage_spans(data_root: str, train_pattern: str, eval_pattern: str, run_dir: 
     return StagedData(root, fmt, train_pattern, eval_pattern, staged)
 
 
-def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: int = 0,
-             labels: Sequence[Label] = (), **options) -> FeatureSpec:
+def inference_defaults(labels: Sequence[Label]) -> InferenceOptions:
+    """The inference options a spec starts from: the library's with ``--label`` (the user's own data),
+    census data's own without (the rows must then be census rows)."""
+    return InferenceOptions() if labels else census.CENSUS_INFERENCE
+
+
+def fit_spec(data: StagedData, spec_path: str | None = None, labels: Sequence[Label] = (),
+             exclude: Sequence[str] | None = None, options: InferenceOptions | None = None) -> FeatureSpec:
     """The spec from ``spec_path``, or fitted on the staged train rows.
 
     With ``labels`` (``--label``) the spec is inferred by :meth:`FeatureSpec.from_dataframe` with ``options``
-    (only the user's choices, e.g. ``exclude``; the defaults are ``from_dataframe``'s); without them the rows must be
+    (default :func:`inference_defaults`), leaving out the ``exclude`` columns; without them the rows must be
     census data. A bad label (a missing column, no positive rows) is a :class:`SpecError` naming it.
     """
     if spec_path:
@@ -138,11 +144,11 @@ def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: in
             raise SpecError(f"--spec {spec_path} is not a FeatureSpec JSON file ({error!r})") from error
     if data.data_format == "tfrecord":
         raise SpecError("TFRecord input needs --spec (a FeatureSpec JSON file)")
+    options = options or inference_defaults(labels)
     frame = pd.concat([read_frame(path) for path in data.train_files], ignore_index=True)
     if labels:
-        if numeric_buckets:
-            options = {**options, "numeric_buckets": numeric_buckets}
-        spec = FeatureSpec.from_dataframe(frame, labels=typed_labels(labels, frame), **options)
+        spec = FeatureSpec.from_dataframe(frame, labels=typed_labels(labels, frame), exclude=exclude or (),
+                                          options=options)
         if spec.inference_report.tables:
             print(f"id spaces chosen by inference:\n{spec.inference_report}")
         return spec
@@ -150,9 +156,9 @@ def fit_spec(data: StagedData, spec_path: str | None = None, numeric_buckets: in
     if not needed <= set(frame.columns):
         raise SpecError(f"the data is not census data: name its labels with --label NAME=COLUMN:POSITIVE,... "
                         f"(columns: {', '.join(map(str, frame.columns[:20]))}), or pass --spec")
-    if "exclude" in options:
+    if exclude:
         raise SpecError("--exclude is for the spec inferred with --label; census data has its own features")
-    return census.census_spec(frame, numeric_buckets=numeric_buckets, **options)
+    return census.census_spec(frame, options)
 
 
 def read_frame(path: str) -> pd.DataFrame:

@@ -72,7 +72,7 @@ from tfmtl.features import (
     SpecError,
     fit_list,
 )
-from tfmtl.features.spec import INT64, SCALAR
+from tfmtl.features.schema import INT64, SCALAR
 
 SPEC_KEY = "spec"
 STATISTICS_KEY = "statistics"

@@ -73,7 +73,8 @@ def test_numeric_encoding_flag_reaches_the_spec(tmp_path, capsys, encoding, expe
     assert [f.encoding for f in spec.numeric] == [expected]
     with pytest.raises(SystemExit):
         cli.main(["train", "--numeric-encoding", "bins"])
-    assert "argument --numeric-encoding: must be one of scalar, ple, periodic, got 'bins'" in capsys.readouterr().err
+    expected = "argument --numeric-encoding: the encoding must be one of scalar, ple, periodic, got 'bins'"
+    assert expected in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("patience, lr_patience, averaging, monitor, expected", [

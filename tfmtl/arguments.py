@@ -22,12 +22,28 @@ def json_object(text: str) -> dict:
 
 
 def numeric_encoding(text: str) -> str:
-    """``--numeric-encoding``: one of :data:`tfmtl.features.spec.NUMERIC_ENCODINGS`."""
-    from tfmtl.features.spec import NUMERIC_ENCODINGS
+    """``--numeric-encoding``: scalar, ple or periodic (:func:`tfmtl.features.schema.check_numeric_encoding`)."""
+    from tfmtl.features.schema import SpecError, check_numeric_encoding
 
-    if text not in NUMERIC_ENCODINGS:
-        raise argparse.ArgumentTypeError(f"must be one of {', '.join(NUMERIC_ENCODINGS)}, got {text!r}")
+    try:
+        check_numeric_encoding(text, "the encoding")
+    except SpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return text
+
+
+# The spec flags of both command lines, each an InferenceOptions field of the same name.
+INFERENCE_FLAGS = ("embedding_dim", "numeric_encoding", "numeric_buckets")
+
+
+def inference_options(args: argparse.Namespace, base):
+    """``base`` (an :class:`tfmtl.features.InferenceOptions`) changed by the spec flags the user gave.
+
+    A flag left out is ``None`` and keeps ``base``'s value, so every default stays in one place: the
+    library's ``InferenceOptions()`` or a data set's own (``census.CENSUS_INFERENCE``).
+    """
+    chosen = {name: getattr(args, name, None) for name in INFERENCE_FLAGS}
+    return base.replace(**{name: value for name, value in chosen.items() if value is not None})
 
 
 def label(text: str):

@@ -24,15 +24,8 @@ from tfmtl import arguments
 from tfmtl.logs import capture_output, silence_known_noise
 
 
-def _spec_options(args) -> dict:
-    # Only what the user chose: the library's defaults stay in FeatureSpec.from_dataframe.
-    chosen = {"numeric_encoding": args.numeric_encoding, "embedding_dim": args.embedding_dim,
-              "exclude": args.exclude}
-    return {name: value for name, value in chosen.items() if value is not None}
-
-
 def _convergence_options(args) -> dict:
-    # Only what the user chose, as in _spec_options (0 switches the rate cut or the averaging off).
+    # Only what the user chose: the defaults stay in TrainingRun (0 switches the rate cut or the averaging off).
     chosen = {"patience": args.patience, "lr_patience": args.lr_patience, "weight_averaging": args.weight_averaging,
               "monitor": args.monitor}
     return {name: value for name, value in chosen.items() if value is not None}
@@ -42,12 +35,12 @@ def _load(args):
     """Train, validation and test rows and their spec: --spec's, inferred from --train-csv, or census'."""
     from tfmtl.datasets import census
     from tfmtl.errors import UsageError
-    from tfmtl.features import FeatureSpec, typed_labels
+    from tfmtl.features import FeatureSpec, InferenceOptions, typed_labels
 
     if not args.train_csv:
         if args.spec or args.label or args.test_csv or args.exclude:
             raise UsageError("--spec, --label, --exclude and --test-csv are for your own data: give --train-csv too")
-        splits = census.load_census(nrows=args.rows, **_spec_options(args))
+        splits = census.load_census(nrows=args.rows, options=arguments.inference_options(args, census.CENSUS_INFERENCE))
         return splits.train, splits.validation, splits.test, splits.spec
     if args.spec and args.label:
         raise UsageError("--spec already names the labels: give --label or --spec, not both")
@@ -70,7 +63,8 @@ def _load(args):
             raise UsageError(f"--spec {args.spec} is not a FeatureSpec JSON file ({error!r})") from error
         spec.check_dataframe(train, require_labels=spec.label_names)
         return train, validation, test, spec
-    spec = FeatureSpec.from_dataframe(train, labels=typed_labels(args.label, train), **_spec_options(args))
+    spec = FeatureSpec.from_dataframe(train, labels=typed_labels(args.label, train), exclude=args.exclude or (),
+                                      options=arguments.inference_options(args, InferenceOptions()))
     spec_path = _spec_path(args)
     spec.save(spec_path)
     print(f"spec inferred from {len(train):,} rows saved to {spec_path} (reuse it with --spec {spec_path})")
@@ -197,10 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int, default=None, help="default: TrainingRun's")
     fit.add_argument("--learning-rate", type=float, default=None, help="Adam's (default: TrainingRun's)")
     fit.add_argument("--embedding-dim", type=int, default=None,
-                     help="width of every field (default: FeatureSpec.from_dataframe's; census: 4)")
+                     help="width of every field (default: tfmtl.features.InferenceOptions'; census: its own)")
     fit.add_argument("--numeric-encoding", type=arguments.numeric_encoding, default=None,
                      help="how numeric columns are embedded: scalar, ple or periodic "
-                          "(default: FeatureSpec.from_dataframe's)")
+                          "(default: tfmtl.features.InferenceOptions')")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--output", default=None, help="save the trained model as a .keras file")
     fit.add_argument("--warm-start", default=None, metavar="MODEL.keras",

@@ -88,9 +88,9 @@ def test_explicit_hash_buckets_are_used_and_their_share_reported():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("max_vocabulary", 0, "max_vocabulary must be >= 1"),
+    ("max_vocabulary", 0, "inference option max_vocabulary must be an integer >= 1, got 0"),
     ("max_collision_share", 0.0, "max_collision_share must be in"),
-    ("hash_buckets", 0, "hash_buckets must be >= 1"),
+    ("hash_buckets", 0, "inference option hash_buckets must be None or >= 1, got 0"),
 ])
 def test_bad_sizing_options_name_the_field(field, value, message):
     with pytest.raises(SpecError, match=message):

@@ -8,7 +8,7 @@ import pytest
 from pipeline import data
 from pipeline.cli import _parser, main
 from tests.test_cli import _adult_like
-from tfmtl.features import FeatureSpec, Label, SpecError
+from tfmtl.features import FeatureSpec, InferenceOptions, Label, SpecError
 
 
 @pytest.fixture
@@ -22,7 +22,8 @@ def _staged(path, tmp_path):
 
 def test_labels_infer_the_spec_with_hyphenated_columns(adult, tmp_path):
     labels = [Label("income_50k", "income", (">50K",)), Label("good", "stars", ("4", "5"))]
-    spec = data.fit_spec(_staged(adult, tmp_path), labels=labels, exclude=["id"], embedding_dim=3)
+    spec = data.fit_spec(_staged(adult, tmp_path), labels=labels, exclude=["id"],
+                         options=InferenceOptions(embedding_dim=3))
     assert spec.labels == (Label("income_50k", "income", (">50K",)), Label("good", "stars", (4, 5)))
     assert set(spec.feature_names) == {"age", "education-num", "capital-gain", "work-class"}
     assert {feature.embedding_dim for feature in spec.features} == {3}
@@ -47,26 +48,31 @@ def test_census_data_keeps_its_spec_with_the_width_chosen(tmp_path):
 
     path = tmp_path / "census.csv"
     census.read_census_csv(os.path.join(census.DATA_DIR, "train.csv.gz"), nrows=200).to_csv(path, index=False)
-    spec = data.fit_spec(_staged(str(path), tmp_path), embedding_dim=6)
+    spec = data.fit_spec(_staged(str(path), tmp_path), options=census.CENSUS_INFERENCE.replace(embedding_dim=6))
     assert spec.label_names == [label.name for label in census.LABELS]
     assert {feature.embedding_dim for feature in spec.features} == {6}
     with pytest.raises(SpecError, match="--exclude is for the spec inferred with --label"):
         data.fit_spec(_staged(str(path), tmp_path), exclude=["age"])
 
 
-def test_inference_flags_pass_only_what_was_chosen():
-    from pipeline.cli import _spec_options
+def test_inference_flags_change_only_what_was_chosen():
+    from tfmtl import arguments
+    from tfmtl.datasets import census
 
     args = _parser().parse_args(["run", "--label", "x=c:>50K,>50K.", "--exclude", "id", "--exclude", "fnlwgt"])
-    assert args.label == [Label("x", "c", (">50K", ">50K."))]
-    assert _spec_options(args) == {"exclude": ["id", "fnlwgt"]}
-    args = _parser().parse_args(["run", "--embedding-dim", "8", "--numeric-encoding", "scalar"])
-    assert _spec_options(args) == {"embedding_dim": 8, "numeric_encoding": "scalar"}
+    assert args.label == [Label("x", "c", (">50K", ">50K."))] and args.exclude == ["id", "fnlwgt"]
+    assert arguments.inference_options(args, data.inference_defaults(args.label)) == InferenceOptions()
+    args = _parser().parse_args(["run", "--embedding-dim", "8", "--numeric-encoding", "scalar",
+                                 "--numeric-buckets", "3"])
+    chosen = arguments.inference_options(args, data.inference_defaults(()))
+    # Without --label the data is census: its own width and bins, changed only by the flags given.
+    assert chosen == InferenceOptions(embedding_dim=8, numeric_bins=census.CENSUS_INFERENCE.numeric_bins,
+                                      numeric_encoding="scalar", numeric_buckets=3)
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--label", "=x"], "argument --label: '=x': the label name is empty"),
-    (["--numeric-encoding", "bins"], "argument --numeric-encoding: must be one of"),
+    (["--numeric-encoding", "bins"], "argument --numeric-encoding: the encoding must be one of"),
     (["--model-kwargs", "{bad"], "argument --model-kwargs: not JSON"),
 ])
 def test_malformed_flags_are_usage_errors(flags, message, capsys):

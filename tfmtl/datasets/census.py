@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from tfmtl.features import FeatureSpec, Label
+from tfmtl.features import FeatureSpec, InferenceOptions, Label
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data", "census")
 LABELS = (
@@ -35,6 +35,9 @@ NUMERIC = ("age", "wage_per_hour", "capital_gains", "capital_losses", "dividends
            "num_persons_worked_for_employer", "weeks_worked_in_year")
 # UCI: the CPS survey weight "should not be used in the classifiers".
 NOT_FEATURES = ("instance_weight",)
+# Width 4 and 32 PLE bins, not inference's defaults: the published census tables were measured at width 4,
+# and the census quality test's margins (bench/results/test_margins.md) with 32 bins.
+CENSUS_INFERENCE = InferenceOptions(embedding_dim=4, numeric_bins=32)
 
 
 @dataclasses.dataclass
@@ -50,30 +53,28 @@ def read_census_csv(path: str, nrows: int | None = None) -> pd.DataFrame:
     return pd.read_csv(path, skipinitialspace=True, nrows=nrows)
 
 
-def census_spec(train: pd.DataFrame, embedding_dim: int = 4, numeric_buckets: int = 0, numeric_bins: int = 32,
-                **options: Any) -> FeatureSpec:
+def census_spec(train: pd.DataFrame, options: InferenceOptions = CENSUS_INFERENCE,
+                **option_changes: Any) -> FeatureSpec:
     """The census feature spec, vocabularies and statistics fitted on ``train``.
 
-    Width 4 and 32 PLE bins, not the inferred defaults: the published census tables were measured at
-    width 4, and the census quality test's margins (``bench/results/test_margins.md``) with 32 bins.
-    ``options`` go to :meth:`FeatureSpec.from_dataframe` (e.g. ``numeric_encoding="scalar"``).
+    ``options`` are :data:`CENSUS_INFERENCE` unless given; ``option_changes`` change some of them
+    (e.g. ``numeric_encoding="scalar"``, as :meth:`InferenceOptions.replace`).
     """
     return FeatureSpec.from_dataframe(train, labels=LABELS, categorical=INTEGER_CODED, numeric=NUMERIC,
-                                      exclude=NOT_FEATURES, embedding_dim=embedding_dim,
-                                      numeric_buckets=numeric_buckets, numeric_bins=numeric_bins, **options)
+                                      exclude=NOT_FEATURES, options=options, **option_changes)
 
 
-def load_census(nrows: int | None = None, data_dir: str = DATA_DIR, embedding_dim: int = 4,
-                numeric_buckets: int = 0, seed: int = 1, **spec_options: Any) -> CensusSplits:
+def load_census(nrows: int | None = None, data_dir: str = DATA_DIR, seed: int = 1,
+                options: InferenceOptions = CENSUS_INFERENCE, **option_changes: Any) -> CensusSplits:
     """Train, validation and test frames plus the spec fitted on train.
 
     ``nrows`` reads only the first rows of each file (for tests and demos); the
-    validation/test halves are then halves of that slice. ``spec_options`` go to
-    :func:`census_spec`.
+    validation/test halves are then halves of that slice. ``options`` and ``option_changes``
+    go to :func:`census_spec`.
     """
     train = read_census_csv(os.path.join(data_dir, "train.csv.gz"), nrows)
     held_out = read_census_csv(os.path.join(data_dir, "test.csv.gz"), nrows)
     validation = held_out.sample(frac=0.5, random_state=seed)
     test = held_out.drop(validation.index)
     return CensusSplits(train.reset_index(drop=True), validation.reset_index(drop=True),
-                        test.reset_index(drop=True), census_spec(train, embedding_dim, numeric_buckets, **spec_options))
+                        test.reset_index(drop=True), census_spec(train, options, **option_changes))

@@ -1,6 +1,7 @@
 """One feature spec and everything derived from it: inputs, preprocessing, datasets."""
 
 from tfmtl.features.data import batch_arrays, dataframe_to_dataset
+from tfmtl.features.inference import InferenceOptions, InferenceReport
 from tfmtl.features.labels import LABEL_SYNTAX, label_argument, parse_label, typed_labels
 from tfmtl.features.preprocessing import (
     BUCKET_SUFFIX,
@@ -10,13 +11,16 @@ from tfmtl.features.preprocessing import (
     fit_list,
     serving_signature,
 )
-from tfmtl.features.spec import CategoricalFeature, FeatureSpec, Label, ListFeature, NumericFeature, SpecError
+from tfmtl.features.schema import CategoricalFeature, Label, ListFeature, NumericFeature, SpecError
+from tfmtl.features.spec import FeatureSpec
 
 __all__ = [
     "BUCKET_SUFFIX",
     "CategoricalFeature",
     "FeaturePreprocessing",
     "FeatureSpec",
+    "InferenceOptions",
+    "InferenceReport",
     "LABEL_SYNTAX",
     "Label",
     "ListFeature",

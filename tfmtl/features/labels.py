@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from tfmtl.features.spec import Label, SpecError
+from tfmtl.features.schema import Label, SpecError
 
 LABEL_SYNTAX = "NAME, NAME=COLUMN (a 0/1 column) or NAME=COLUMN:POSITIVE[,POSITIVE...]"
 

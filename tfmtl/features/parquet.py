@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -43,7 +42,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from tfmtl.features.spec import INT64, STRING, FeatureSpec, ListFeature, NumericFeature, SpecError
+from tfmtl.features.paths import expand_paths
+from tfmtl.features.schema import INT64, STRING, ListFeature, NumericFeature, SpecError
+from tfmtl.features.spec import FeatureSpec
 
 
 def parquet_to_dataset(
@@ -70,7 +71,7 @@ def parquet_to_dataset(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    files = _expand(paths)
+    files = expand_paths(paths, "*.parquet", "Parquet")
     targets = dict(targets or {})
     labels = {output: spec.label(name) for output, name in targets.items()}
     weighted = bool(targets and sample_weights and spec.weight_column)
@@ -132,24 +133,6 @@ def _signature(spec: FeatureSpec, labels: Mapping[str, Any], weighted: bool) -> 
         return features
     y = {output: tf.TensorSpec([None, 1], tf.float32) for output in labels}
     return (features, y, tf.TensorSpec([None], tf.float32)) if weighted else (features, y)
-
-
-def _expand(paths) -> list[str]:
-    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    files: list[str] = []
-    for item in map(os.fspath, items):
-        if os.path.isdir(item):
-            files += sorted(glob.glob(os.path.join(item, "*.parquet")))
-        elif any(c in item for c in "*?["):
-            files += sorted(glob.glob(item))
-        else:
-            files.append(item)
-    if not files:
-        raise SpecError(f"no Parquet files found in {paths!r}")
-    missing = [f for f in files if not os.path.exists(f)]
-    if missing:
-        raise SpecError(f"Parquet file(s) not found: {missing[:3]}")
-    return files
 
 
 def _check_file(spec: FeatureSpec, path: str, columns: list[str], refused_nulls: list[str]) -> None:

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 import tensorflow as tf
 
 from tfmtl._keras import keras, register
-from tfmtl.features.spec import INT64, FeatureSpec, ListFeature, NumericFeature
+from tfmtl.features.schema import INT64, ListFeature, NumericFeature
+from tfmtl.features.spec import FeatureSpec
 
 BUCKET_SUFFIX = "__bucket"
 

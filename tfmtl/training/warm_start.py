@@ -54,14 +54,9 @@ import pandas as pd
 import tensorflow as tf
 
 from tfmtl._keras import keras
-from tfmtl.features.spec import (
-    CategoricalFeature,
-    FeatureSpec,
-    ListFeature,
-    NumericFeature,
-    SpecError,
-    _flatten_lists,
-)
+from tfmtl.features.frames import flatten_lists
+from tfmtl.features.schema import CategoricalFeature, ListFeature, NumericFeature, SpecError
+from tfmtl.features.spec import FeatureSpec
 from tfmtl.layers.embedding import FieldEmbedding
 
 __all__ = ["WarmStartError", "WarmStartReport", "grown_spec", "load_for_warm_start", "warm_start"]
@@ -241,7 +236,7 @@ def grown_spec(spec: FeatureSpec, df: pd.DataFrame, *, min_frequency: int = 1) -
         if missing:
             raise SpecError(f"grown_spec: column(s) {missing} of feature '{feature.name}' are missing from the "
                             "DataFrame")
-        values = [_flatten_lists(df[c]) if isinstance(spec.feature(c), ListFeature) else df[c].dropna()
+        values = [flatten_lists(df[c]) if isinstance(spec.feature(c), ListFeature) else df[c].dropna()
                   for c in columns]
         values = pd.concat(values, ignore_index=True) if len(values) > 1 else values[0]
         values = values.astype(np.int64) if feature.dtype == "int64" else values.astype(str)
