@@ -30,6 +30,8 @@ DEFAULT_SLICE = "sex"  # census
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if getattr(args, "max_trials", None) is not None and getattr(args, "search", None) is None:
+        parser.error("--max-trials is the number of Tuner trials: give --search too")
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     from tfmtl.logs import silence_known_noise
 

@@ -51,6 +51,13 @@ def test_a_bad_search_space_on_the_command_line_is_a_usage_error(tmp_path, capsy
     assert "search space entry 'seed': 'seed' is fixed" in capsys.readouterr().err
 
 
+def test_max_trials_without_a_search_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--rows", "50", "--run-dir", str(tmp_path / "run"), "--max-trials", "3"])
+    assert exit_.value.code == 2
+    assert "--max-trials is the number of Tuner trials: give --search too" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_a_run_with_the_tuner_trains_with_the_best_trial(tmp_path):
     run_dir = str(tmp_path / "run")
