@@ -19,7 +19,7 @@ from tfmtl.training.tuning import HyperparameterSearch
 
 TRAINING_KEY = "training"
 SEARCH_KEY = "search"  # a HyperparameterSearch: the Tuner searches it, the Trainer applies its best values
-DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "none")
+DISTRIBUTIONS = ("auto", "mirrored", "multi_worker", "parameter_server", "none")
 MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 
@@ -33,10 +33,12 @@ class TrainingConfig(TrainingRun):
     ``base_model`` input, not here.
 
     Attributes:
-      distribution: ``auto`` (MultiWorkerMirrored when TF_CONFIG names several
-        workers, Mirrored when GPUs are present, else the default strategy),
-        ``mirrored`` (all GPUs, or all logical CPUs when there is no GPU),
-        ``multi_worker`` or ``none``.
+      distribution: ``auto`` (ParameterServer when TF_CONFIG names ``ps`` tasks,
+        MultiWorkerMirrored when it names several workers, Mirrored when GPUs are
+        present, else the default strategy), ``mirrored`` (all GPUs, or all logical
+        CPUs when there is no GPU), ``multi_worker``, ``parameter_server`` (embedding
+        tables sharded over the ps tasks, see :mod:`tfmtl.training.sharding`; the
+        chief trains, the worker and ps tasks only serve) or ``none``.
       mixed_precision: ``None``, ``"mixed_float16"`` (GPUs) or ``"mixed_bfloat16"`` (CPUs, TPUs).
     """
 

@@ -30,6 +30,7 @@ from tfmtl import export
 from tfmtl.compat import keras
 from tfmtl.features import FeatureSpec, encoded_names
 from tfmtl.training import TrainingReport, base_model
+from tfmtl.training.sharding import unsharded_weights
 from tfmtl.training.tuning import HyperparameterSearch
 
 # The Trainer's report (in fn_args.model_run_dir, beside the TensorBoard logs), and the trained Keras model with its
@@ -61,12 +62,17 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         training = dataclasses.replace(training, warm_start=base)
     keras.utils.set_random_seed(training.seed)
     strategy = choose_strategy(training.distribution)
+    sharded = isinstance(strategy, tf.distribute.ParameterServerStrategy)
+    if sharded and (fn_args.train_steps is None or fn_args.eval_steps is None):
+        raise ValueError("distribution 'parameter_server' needs TrainArgs(num_steps=...) and "
+                         "EvalArgs(num_steps=...): the workers read repeated datasets, so an epoch has no end")
     with precision_policy(training.mixed_precision):
         with strategy.scope():
             model = _build(spec, training)
         # Per replica batch times replicas: each device keeps the configured batch.
         batch_size = training.batch_size * strategy.num_replicas_in_sync
-        train, evaluation, fit_steps = fit_data(fn_args, tft_output, spec, training, batch_size)
+        train, evaluation, fit_steps = fit_data(fn_args, tft_output, spec, training, batch_size,
+                                                repeat_eval=sharded)
         chief = is_chief(strategy)
         model_run_dir = fn_args.model_run_dir if chief else tempfile.mkdtemp(prefix="tfmtl-worker-")
         # The run's convergence (stop when the eval AUC or loss stops improving, keep the best epoch's averaged
@@ -77,8 +83,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             **fit_steps)
         # Every task saves (saving may need the other workers); only the chief's copy is the model.
         serving_dir = fn_args.serving_model_dir if chief else os.path.join(model_run_dir, "serving")
-        _save_keras(model, spec, keras_model_dir(serving_dir))
-        export_serving_model(base_model(_plain_copy(model, spec, training, strategy)), tft_output, spec, serving_dir)
+        plain = _plain_copy(model, spec, training, strategy)
+        # A sharded model's .keras file would hold each shard as a weight of its own: save the plain copy.
+        _save_keras(plain if sharded else model, spec, keras_model_dir(serving_dir))
+        export_serving_model(base_model(plain), tft_output, spec, serving_dir)
         _write_report(os.path.join(model_run_dir, REPORT_FILE), strategy, batch_size, report, training, tuned)
 
 
@@ -91,15 +99,17 @@ def trainer_inputs(fn_args: tfx.components.FnArgs) -> tuple[FeatureSpec, Trainin
 
 
 def fit_data(fn_args: tfx.components.FnArgs, tft_output: tft.TFTransformOutput, spec: FeatureSpec,
-             training: TrainingConfig, batch_size: int) -> tuple[tf.data.Dataset, tf.data.Dataset, dict]:
+             training: TrainingConfig, batch_size: int,
+             repeat_eval: bool = False) -> tuple[tf.data.Dataset, tf.data.Dataset, dict]:
     """The train and eval datasets of the Transform output, and the step counts ``fit`` takes with them
-    (``TrainArgs.num_steps`` spread over the epochs; ``EvalArgs.num_steps``)."""
+    (``TrainArgs.num_steps`` spread over the epochs; ``EvalArgs.num_steps``). ``repeat_eval`` repeats the
+    eval data (ParameterServerStrategy: each worker reads its own copy, so a one-pass dataset runs out)."""
     label_map = training.output_labels(spec)
     train_steps = fn_args.train_steps
     train = _dataset(fn_args.train_files, fn_args.data_accessor, tft_output, spec, label_map, batch_size,
                      shuffle=True, repeat=train_steps is not None, seed=training.seed)
     evaluation = _dataset(fn_args.eval_files, fn_args.data_accessor, tft_output, spec, label_map,
-                          EVAL_BATCH_SIZE, shuffle=False, repeat=False)
+                          EVAL_BATCH_SIZE, shuffle=False, repeat=repeat_eval)
     steps = {"steps_per_epoch": math.ceil(train_steps / training.epochs) if train_steps else None,
              "validation_steps": fn_args.eval_steps}
     return train, evaluation, steps
@@ -175,7 +185,7 @@ def _plain_copy(model: keras.Model, spec: FeatureSpec, training: TrainingConfig,
     if strategy is tf.distribute.get_strategy():  # the default strategy: nothing distributed
         return model
     copy = _build(spec, dataclasses.replace(training, warm_start=None), seed=False)
-    copy.set_weights(model.get_weights())
+    copy.set_weights(unsharded_weights(model))  # a sharded table's shards joined (ParameterServerStrategy)
     return copy
 
 
