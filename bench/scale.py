@@ -1,6 +1,7 @@
-"""Throughput and peak memory of the input paths at scale: DataFrame vs streamed Parquet, 1M-16M rows.
+"""Throughput and peak memory of the input paths at scale: DataFrame vs streamed Parquet and TFRecord, 1M-16M rows.
 
     python -m bench.scale                                   # 1M, 4M, 16M rows (data in /tmp/s40/scale)
+    python -m bench.scale --rows 1000000 4000000 --paths dataframe parquet tfrecord --out bench/results/scale_paths
     python -m bench.scale --rows 100000 --out /tmp/scale   # smoke run
     python -m bench.scale --report-only                     # rewrite the Markdown/plot from the JSON
 
@@ -15,12 +16,15 @@ every path. Each (size, path) runs in its own subprocess, which reports its own
 ``ru_maxrss``, so peaks do not mix:
 
 - ``dataframe``: ``pd.read_parquet`` of all files, then :func:`tfmtl.features.dataframe_to_dataset`;
-- ``parquet``: :func:`tfmtl.features.parquet.parquet_to_dataset` over the files (one row group in memory).
+- ``parquet``: :func:`tfmtl.features.parquet.parquet_to_dataset` over the files (one row group in memory);
+- ``tfrecord``: :func:`tfmtl.features.tfrecord.tfrecord_to_dataset` over GZIP TFRecord files of
+  ``tf.train.Example`` (as the pipeline's ExampleGen writes them), one per Parquet file, written once from
+  the Parquet rows (ints as ``int64_list``, floats as ``float_list``, text as ``bytes_list``).
 
 Timed: ``model.fit`` over the first ``--max-steps`` batches (all of them if the epoch is shorter),
 after one warm-up batch; examples/s = timed rows / seconds, and seconds per epoch = rows /
 (examples/s) (extrapolated when ``--max-steps`` cuts the epoch: said in the table). Then the
-``parquet`` child streams the whole epoch through the dataset (no model) so its peak memory
+``parquet`` and ``tfrecord`` children stream the whole epoch through the dataset (no model) so its peak memory
 covers every row. Writes ``bench/results/scale.{json,md,png}``.
 """
 
@@ -42,7 +46,8 @@ from bench import _report
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SIZES = (1_000_000, 4_000_000, 16_000_000)
-PATHS = ("dataframe", "parquet")
+PATHS = ("dataframe", "parquet", "tfrecord")
+DEFAULT_PATHS = ("dataframe", "parquet")
 BATCH_SIZE = 1024
 UNITS = (64, 32)
 ITEMS = 100_000
@@ -89,6 +94,40 @@ def write_data(rows: int, directory: str, seed: int = 0) -> list[str]:
     return sorted(glob.glob(os.path.join(directory, "*.parquet")))
 
 
+def write_tfrecords(files: list[str]) -> list[str]:
+    """GZIP TFRecord files of ``tf.train.Example`` beside the Parquet ``files`` (kept once complete)."""
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    directory = os.path.join(os.path.dirname(files[0]), "tfrecord")
+    done = os.path.join(directory, "_COMPLETE")
+    if not os.path.exists(done):
+        os.makedirs(directory, exist_ok=True)
+        options = tf.io.TFRecordOptions(compression_type="GZIP")
+        for source in files:
+            path = os.path.join(directory, os.path.basename(source).replace(".parquet", ".tfrecord.gz"))
+            columns = pq.read_table(source).to_pydict()
+            kinds = {name: (tf.train.Int64List if isinstance(values[0], int) else
+                            tf.train.FloatList if isinstance(values[0], float) else tf.train.BytesList)
+                     for name, values in columns.items()}
+            names = list(columns)
+            with tf.io.TFRecordWriter(path + ".tmp", options) as writer:
+                for row in zip(*columns.values()):
+                    feature = {}
+                    for name, value in zip(names, row):
+                        kind = kinds[name]
+                        if kind is tf.train.Int64List:
+                            feature[name] = tf.train.Feature(int64_list=kind(value=[value]))
+                        elif kind is tf.train.FloatList:
+                            feature[name] = tf.train.Feature(float_list=kind(value=[value]))
+                        else:
+                            feature[name] = tf.train.Feature(bytes_list=kind(value=[value.encode()]))
+                    writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            os.replace(path + ".tmp", path)
+        _report.write_atomically(done, str(len(files)))
+    return sorted(glob.glob(os.path.join(directory, "*.tfrecord.gz")))
+
+
 def infer_spec(files: list[str], path: str):
     """The spec of the first ``SPEC_ROWS`` rows, saved at ``path``: one spec for every path and size."""
     import pyarrow.parquet as pq
@@ -117,10 +156,17 @@ def child(kind: str, directory: str, spec_path: str, max_steps: int) -> dict:
         df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         rows = len(df)
         make = lambda: dataframe_to_dataset(spec, df, targets, batch_size=BATCH_SIZE)  # noqa: E731
-    else:
+    elif kind == "parquet":
         import pyarrow.parquet as pq
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         make = lambda: parquet_to_dataset(spec, files, targets, batch_size=BATCH_SIZE)  # noqa: E731
+    else:
+        import pyarrow.parquet as pq
+
+        from tfmtl.features.tfrecord import tfrecord_to_dataset
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        records = sorted(glob.glob(os.path.join(directory, "tfrecord", "*.tfrecord.gz")))
+        make = lambda: tfrecord_to_dataset(spec, records, targets, batch_size=BATCH_SIZE)  # noqa: E731
     load_seconds = time.perf_counter() - began
     tf.keras.utils.set_random_seed(0)
     model = DeepFM(spec, dnn_units=UNITS)
@@ -132,7 +178,7 @@ def child(kind: str, directory: str, spec_path: str, max_steps: int) -> dict:
     fit_seconds = time.perf_counter() - began
     timed_rows = min(steps * BATCH_SIZE, rows)
     stream_seconds = None
-    if kind == "parquet":
+    if kind != "dataframe":
         began = time.perf_counter()
         streamed = sum(int(batch[1]["click"].shape[0]) for batch in make())
         stream_seconds = time.perf_counter() - began
@@ -152,6 +198,8 @@ def run(args) -> dict:
         files = write_data(size, directory)
         if size == args.rows[0] or not os.path.exists(spec_path):
             infer_spec(files, spec_path)
+        if "tfrecord" in args.paths:
+            write_tfrecords(files)
         for kind in args.paths:
             command = [sys.executable, "-m", "bench.scale", "--child", kind, "--data", directory,
                        "--spec", spec_path, "--max-steps", str(args.max_steps)]
@@ -165,17 +213,17 @@ def run(args) -> dict:
     return {"config": {"rows": list(args.rows), "paths": list(args.paths), "batch_size": BATCH_SIZE,
                        "units": list(UNITS), "max_steps": args.max_steps, "items": ITEMS, "zipf_a": ZIPF_A,
                        "row_group_rows": ROW_GROUP_ROWS, "file_rows": FILE_ROWS,
-                       "load": os.getloadavg()[0]},
+                       "load": os.getloadavg()[0], "machine": args.machine},
             "rows": out_rows}
 
 
 def markdown(results: dict, png: str) -> str:
     cfg = results["config"]
-    lines = ["# Input paths at scale: DataFrame vs streamed Parquet", "",
+    lines = [f"# Input paths at scale: {' vs '.join(cfg['paths'])}", "",
              f"DeepFM (DNN {cfg['units']}), batch {cfg['batch_size']}, one epoch timed over at most "
              f"{cfg['max_steps']} steps (throughput bench: no convergence). Each (size, path) in its own "
              f"process; peak RSS is that process's `ru_maxrss`. Load average at the end "
-             f"{cfg['load']:.1f} (shared machine, 2 cores).", "",
+             f"{cfg['load']:.1f} ({cfg.get('machine', 'shared machine')}, 2 cores).", "",
              "| rows | path | examples/s | s/epoch | peak RSS MiB | full stream s |",
              "|---:|---|---:|---:|---:|---:|"]
     for r in results["rows"]:
@@ -188,6 +236,15 @@ def markdown(results: dict, png: str) -> str:
         ratio = parquet[-1]["peak_rss_mib"] / parquet[0]["peak_rss_mib"]
         lines += ["", f"Parquet peak RSS at {parquet[-1]['rows']:,} rows / at {parquet[0]['rows']:,} rows: "
                   f"**{ratio:.2f}x** (target <= 1.5x)."]
+    by_size = {}
+    for r in results["rows"]:
+        by_size.setdefault(r["rows"], {})[r["path"]] = r["examples_per_s"]
+    parity = [f"{path} {speeds[path] / speeds['dataframe']:.2f}x at {rows:,} rows"
+              for rows, speeds in by_size.items() if "dataframe" in speeds
+              for path in speeds if path != "dataframe"]
+    if parity:
+        lines += ["", "Streamed examples/s against the DataFrame path's, same size, same run: "
+                  + "; ".join(parity) + "."]
     lines += ["", "\\* extrapolated from the timed steps: seconds to load + rows / (examples/s).", "",
               f"![time per epoch and peak memory]({os.path.basename(png)})", ""]
     return "\n".join(lines)
@@ -217,7 +274,8 @@ def plot(results: dict, path: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(DEFAULT_PATHS))
+    parser.add_argument("--machine", default="shared machine", help="how loaded the machine was, for the table")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
     parser.add_argument("--data", default="/tmp/s40/scale")
     parser.add_argument("--out", default=os.path.join(RESULTS, "scale"))

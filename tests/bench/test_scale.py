@@ -20,11 +20,12 @@ def test_children_measure_both_paths_and_the_report_is_written(tmp_path, monkeyp
     monkeypatch.setattr(scale, "ROW_GROUP_ROWS", 500)
     files = scale.write_data(3000, str(tmp_path / "data"))
     assert len(files) == 2
+    assert len(scale.write_tfrecords(files)) == 2
     spec_path = str(tmp_path / "spec.json")
     scale.infer_spec(files, spec_path)
     rows = [scale.child(kind, str(tmp_path / "data"), spec_path, max_steps=2) for kind in scale.PATHS]
     assert [(r["path"], r["rows"], r["steps"], r["timed_rows"]) for r in rows] == [
-        ("dataframe", 3000, 2, 2048), ("parquet", 3000, 2, 2048)]
+        ("dataframe", 3000, 2, 2048), ("parquet", 3000, 2, 2048), ("tfrecord", 3000, 2, 2048)]
     assert all(r["extrapolated"] and r["examples_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
     results = {"config": {"rows": [3000], "paths": list(scale.PATHS), "batch_size": scale.BATCH_SIZE,
                           "units": list(scale.UNITS), "max_steps": 2, "load": 1.0}, "rows": rows}
@@ -32,4 +33,6 @@ def test_children_measure_both_paths_and_the_report_is_written(tmp_path, monkeyp
     scale._report.save_report(out, results, scale.markdown(results, out + ".png"),
                               lambda png: scale.plot(results, png))
     assert json.load(open(out + ".json"))["rows"][1]["path"] == "parquet"
-    assert "| 3,000 | parquet |" in open(out + ".md").read()
+    report = open(out + ".md").read()
+    assert "| 3,000 | parquet |" in report and "| 3,000 | tfrecord |" in report
+    assert "Streamed examples/s against the DataFrame path's" in report and "tfrecord " in report
