@@ -206,7 +206,7 @@ def test_training_config_checks_and_esmm_outputs(census_slice):
     with pytest.raises(ValueError, match="mixed_precision"):
         TrainingConfig(mixed_precision="float8")
     with pytest.raises(ValueError, match="distribution"):
-        TrainingConfig(distribution="parameter_server")
+        TrainingConfig(distribution="parameter_servers")
 
 
 # ------------------------------------------------------------------ helpers
