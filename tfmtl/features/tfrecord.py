@@ -148,9 +148,10 @@ def _parsing(spec: FeatureSpec, labels, weighted: bool, kinds: Mapping[str, str]
     for feature in spec.features:
         if isinstance(feature, NumericFeature):
             dtype = dtype_of(feature.name, tf.float32, ("float_list", "int64_list"), "numeric feature")
-            default = np.nan if dtype == tf.float32 else None
-            parsing[feature.name] = (tf.io.FixedLenFeature([], dtype, default_value=default) if default is not None
-                                     else tf.io.RaggedFeature(dtype))  # an int column: missing is NaN after cast
+            if dtype == tf.float32:
+                parsing[feature.name] = tf.io.FixedLenFeature([], dtype, default_value=np.nan)
+            else:  # an integer column, read var-len so that a missing value becomes NaN (_numeric), not a number
+                parsing[feature.name] = tf.io.RaggedFeature(dtype)
             continue
         kind = ("int64_list",) if feature.dtype == INT64 else ("bytes_list",)
         dtype = dtype_of(feature.name, tf.int64 if feature.dtype == INT64 else tf.string, kind,
