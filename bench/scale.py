@@ -200,51 +200,90 @@ def run(args) -> dict:
             infer_spec(files, spec_path)
         if "tfrecord" in args.paths:
             write_tfrecords(files)
-        for kind in args.paths:
-            command = [sys.executable, "-m", "bench.scale", "--child", kind, "--data", directory,
-                       "--spec", spec_path, "--max-steps", str(args.max_steps)]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            if done.returncode:
-                sys.exit(f"{kind} at {size} rows failed:\n{done.stderr[-3000:]}")
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"{size:>10} {kind:<10} {row['examples_per_s']:10.0f} ex/s {row['peak_rss_mib']:8.0f} MiB",
-                  flush=True)
-            out_rows.append(row)
-    return {"config": {"rows": list(args.rows), "paths": list(args.paths), "batch_size": BATCH_SIZE,
+        for repeat in range(args.repeats):
+            # Rotate the order each repeat so that no path always runs first (or last) on a warming machine.
+            shift = repeat % len(args.paths)
+            for kind in args.paths[shift:] + args.paths[:shift]:
+                command = [sys.executable, "-m", "bench.scale", "--child", kind, "--data", directory,
+                           "--spec", spec_path, "--max-steps", str(args.max_steps)]
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                if done.returncode:
+                    sys.exit(f"{kind} at {size} rows failed:\n{done.stderr[-3000:]}")
+                row = dict(json.loads(done.stdout.strip().splitlines()[-1]), repeat=repeat)
+                print(f"{size:>10} {kind:<10} {row['examples_per_s']:10.0f} ex/s "
+                      f"{row['peak_rss_mib']:8.0f} MiB (repeat {repeat})", flush=True)
+                out_rows.append(row)
+    return {"config": {"rows": list(args.rows), "paths": list(args.paths), "repeats": args.repeats,
+                       "batch_size": BATCH_SIZE,
                        "units": list(UNITS), "max_steps": args.max_steps, "items": ITEMS, "zipf_a": ZIPF_A,
                        "row_group_rows": ROW_GROUP_ROWS, "file_rows": FILE_ROWS,
                        "load": os.getloadavg()[0], "machine": args.machine},
             "rows": out_rows}
 
 
+def medians(results: dict) -> list[dict]:
+    """One row per (size, path): the median of its repeats, with the examples/s range and the count."""
+    groups: dict = {}
+    for r in results["rows"]:
+        groups.setdefault((r["rows"], r["path"]), []).append(r)
+    summary = []
+    for (rows, path), runs in groups.items():
+        speeds = [r["examples_per_s"] for r in runs]
+        stream = [r["full_stream_seconds"] for r in runs if r["full_stream_seconds"] is not None]
+        summary.append({"rows": rows, "path": path, "runs": len(runs), "examples_per_s": float(np.median(speeds)),
+                        "examples_per_s_range": (min(speeds), max(speeds)),
+                        "epoch_seconds": float(np.median([r["epoch_seconds"] for r in runs])),
+                        "extrapolated": any(r["extrapolated"] for r in runs),
+                        "peak_rss_mib": float(np.median([r["peak_rss_mib"] for r in runs])),
+                        "full_stream_seconds": float(np.median(stream)) if stream else None})
+    return summary
+
+
+def paired_ratios(results: dict) -> dict:
+    """``{(size, path): [streamed ex/s / DataFrame ex/s of the same repeat, ...]}`` for each streamed path."""
+    by_run: dict = {}
+    for r in results["rows"]:
+        by_run.setdefault((r["rows"], r.get("repeat", 0)), {})[r["path"]] = r["examples_per_s"]
+    ratios: dict = {}
+    for (rows, _), speeds in by_run.items():
+        for path, speed in speeds.items():
+            if path != "dataframe" and "dataframe" in speeds:
+                ratios.setdefault((rows, path), []).append(speed / speeds["dataframe"])
+    return ratios
+
+
 def markdown(results: dict, png: str) -> str:
     cfg = results["config"]
+    repeats = cfg.get("repeats", 1)
     lines = [f"# Input paths at scale: {' vs '.join(cfg['paths'])}", "",
              f"DeepFM (DNN {cfg['units']}), batch {cfg['batch_size']}, one epoch timed over at most "
              f"{cfg['max_steps']} steps (throughput bench: no convergence). Each (size, path) in its own "
-             f"process; peak RSS is that process's `ru_maxrss`. Load average at the end "
-             f"{cfg['load']:.1f} ({cfg.get('machine', 'shared machine')}, 2 cores).", "",
-             "| rows | path | examples/s | s/epoch | peak RSS MiB | full stream s |",
-             "|---:|---|---:|---:|---:|---:|"]
-    for r in results["rows"]:
+             f"process; peak RSS is that process's `ru_maxrss`. "
+             + (f"{repeats} repeats per (size, path), the order of the paths rotated each repeat; the table "
+                f"shows medians, with the examples/s range. " if repeats > 1 else "")
+             + f"Load average at the end {cfg['load']:.1f} ({cfg.get('machine', 'shared machine')}, 2 cores).", "",
+             "| rows | path | examples/s | range | s/epoch | peak RSS MiB | full stream s |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    summary = medians(results)
+    for r in summary:
         epoch = f"{r['epoch_seconds']:.0f}{'*' if r['extrapolated'] else ''}"
         stream = f"{r['full_stream_seconds']:.0f}" if r["full_stream_seconds"] is not None else "-"
-        lines.append(f"| {r['rows']:,} | {r['path']} | {r['examples_per_s']:,.0f} | {epoch} | "
+        low, high = r["examples_per_s_range"]
+        spread = f"{low:,.0f}-{high:,.0f}" if r["runs"] > 1 else "-"
+        lines.append(f"| {r['rows']:,} | {r['path']} | {r['examples_per_s']:,.0f} | {spread} | {epoch} | "
                      f"{r['peak_rss_mib']:,.0f} | {stream} |")
-    parquet = [r for r in results["rows"] if r["path"] == "parquet"]
+    parquet = [r for r in summary if r["path"] == "parquet"]
     if len(parquet) > 1:
         ratio = parquet[-1]["peak_rss_mib"] / parquet[0]["peak_rss_mib"]
         lines += ["", f"Parquet peak RSS at {parquet[-1]['rows']:,} rows / at {parquet[0]['rows']:,} rows: "
                   f"**{ratio:.2f}x** (target <= 1.5x)."]
-    by_size = {}
-    for r in results["rows"]:
-        by_size.setdefault(r["rows"], {})[r["path"]] = r["examples_per_s"]
-    parity = [f"{path} {speeds[path] / speeds['dataframe']:.2f}x at {rows:,} rows"
-              for rows, speeds in by_size.items() if "dataframe" in speeds
-              for path in speeds if path != "dataframe"]
+    parity = []
+    for (rows, path), ratios in paired_ratios(results).items():
+        spread = f" (range {min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} pairs)" if len(ratios) > 1 else ""
+        parity.append(f"{path} {float(np.median(ratios)):.2f}x at {rows:,} rows{spread}")
     if parity:
-        lines += ["", "Streamed examples/s against the DataFrame path's, same size, same run: "
-                  + "; ".join(parity) + "."]
+        lines += ["", "Streamed examples/s against the DataFrame path's, paired within a repeat"
+                  + (" (median)" if repeats > 1 else "") + ": " + "; ".join(parity) + "."]
     lines += ["", "\\* extrapolated from the timed steps: seconds to load + rows / (examples/s).", "",
               f"![time per epoch and peak memory]({os.path.basename(png)})", ""]
     return "\n".join(lines)
@@ -256,8 +295,9 @@ def plot(results: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    summary = medians(results)
     for kind in results["config"]["paths"]:
-        rows = [r for r in results["rows"] if r["path"] == kind]
+        rows = [r for r in summary if r["path"] == kind]
         x = [r["rows"] for r in rows]
         left.plot(x, [r["epoch_seconds"] for r in rows], "o-", label=kind)
         right.plot(x, [r["peak_rss_mib"] for r in rows], "o-", label=kind)
@@ -277,6 +317,7 @@ def main(argv=None) -> None:
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(DEFAULT_PATHS))
     parser.add_argument("--machine", default="shared machine", help="how loaded the machine was, for the table")
     parser.add_argument("--max-steps", type=int, default=MAX_STEPS)
+    parser.add_argument("--repeats", type=int, default=1, help="runs per (size, path), paths rotated each repeat")
     parser.add_argument("--data", default="/tmp/s40/scale")
     parser.add_argument("--out", default=os.path.join(RESULTS, "scale"))
     parser.add_argument("--report-only", action="store_true")
