@@ -26,6 +26,14 @@ ones, with ``main.py``'s default arguments (:data:`OFFICIAL_DEFAULTS`). What thi
 
 ``--lr``, ``--batch-size``, ``--free-emb-dimension``, ``--epoch``, ``--eva-interval`` and
 ``--early-stop`` override the official values.
+
+Diagnostic, not an official setting: ``--negatives warm`` (default ``all``, the official sampler) replaces,
+at run time, ``loader.py`` ``PairSample`` (line 223: ``negitem = np.random.randint(0, dataset.m_item)``, a
+negative from all items, the cold ones included) by :func:`warm_pair_sample`, which draws the negative from
+the items of the training data only and keeps the rest of the official sampler (the rejection of the
+user's training positives, the random user / item columns). The official checkout is not edited: the
+runner rebinds the name ``session.py`` calls (``from loader import *``). The option is recorded in the
+output JSON's ``settings["negatives"]``.
 """
 
 from __future__ import annotations
@@ -48,7 +56,35 @@ OFFICIAL_DEFAULTS = dict(suffix="default", use_gpu=0, device_id=0, seed=2025, ck
                          penalty_coeff=50, align_coeff=1, moe_balance_coeff=1, fusion_balance_coeff=1, log=0,
                          tensorboard=0, save=0)
 KS = (10, 20)  # bench/coldstart.py --ks default
+NEGATIVES = ("all", "warm")  # --negatives: all = official loader.py PairSample; warm = warm_pair_sample (diagnostic)
 TASKS = ("click", "conversion")
+
+
+def warm_pair_sample(dataset) -> np.ndarray:
+    """``loader.py`` ``PairSample`` (lines 209-231) with the BPR negative drawn from the training items only.
+
+    Official: ``negitem = np.random.randint(0, dataset.m_item)`` (line 223), any item, cold ones included;
+    here ``negitem`` is a uniform draw from the sorted items of ``dataset.trainItem`` (the warm items),
+    rejected and redrawn while it is one of the user's positives (``dataset.allPos[user]``), as the official
+    loop does. The user loop, the positives and the ``random_user`` / ``random_item`` columns are the
+    official ones, drawn from ``np.random`` in the same order. Needs only numpy (no torch, no official code).
+    """
+    warm = np.array(sorted(int(i) for i in dataset.trainItem), dtype=np.int64)
+    all_pos = dataset.allPos
+    rows = []
+    for user in dataset.train_data.keys():
+        positives = all_pos[user]
+        if len(positives) == 0:
+            continue
+        for positem in dataset.train_data[user]:
+            while True:
+                negitem = int(warm[np.random.randint(0, len(warm))])
+                if negitem not in positives:
+                    break
+            random_user = np.random.randint(0, dataset.n_user)
+            random_item = np.random.randint(0, dataset.m_item)
+            rows.append([user, positem, negitem, random_user, random_item])
+    return np.array(rows)
 
 
 def rank_metrics(scores: np.ndarray, item_ids: np.ndarray, relevant: list[set], ks=KS) -> dict:
@@ -93,10 +129,11 @@ def run_seed(data_dir: str, seed: int, settings: dict, progress=None) -> dict:
 
     ``progress(partial)``, if given, gets the run so far after every evaluation (so a stopped run keeps it).
     """
+    import session as official_session
     import torch
     from enviroment import Env
     from evaluation import num_faiss_evaluate
-    from loader import Loader4MM
+    from loader import Loader4MM, PairSample
     from model import MOME_model
     from session import Session
 
@@ -161,6 +198,8 @@ def run_seed(data_dir: str, seed: int, settings: dict, progress=None) -> dict:
                 "train_seconds": time.time() - started, "load": os.getloadavg()[0],
                 "seconds_per_epoch": (time.time() - started) / max(session.total_epoch, 1)}
 
+    # --negatives warm (diagnostic): session.py's train_epoch calls the PairSample it imported from loader.py
+    official_session.PairSample = warm_pair_sample if settings.get("negatives", "all") == "warm" else PairSample
     args = SimpleNamespace(**dict(settings, seed=seed))
     here = os.getcwd()
     started = time.time()
@@ -188,6 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("free_emb_dimension", "epoch", "eva_interval", "batch_size", "early_stop"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=OFFICIAL_DEFAULTS[name])
     parser.add_argument("--lr", type=float, default=OFFICIAL_DEFAULTS["lr"])
+    parser.add_argument("--negatives", choices=NEGATIVES, default="all",
+                        help="diagnostic: 'warm' draws the BPR negatives from the training items only "
+                             "(default 'all': the official loader.py PairSample)")
     args = parser.parse_args(argv)
     if not os.path.isfile(os.path.join(args.official, "model.py")) or not os.path.isfile(
             os.path.join(args.official, "session.py")):
@@ -196,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--data: {args.data!r} has no cold_item_index.npy (run bench.official.mamex_export first)")
     sys.path.insert(0, os.path.abspath(args.official))
     settings = dict(OFFICIAL_DEFAULTS, **{name: getattr(args, name) for name in (
-        "free_emb_dimension", "epoch", "eva_interval", "batch_size", "early_stop", "lr")})
+        "free_emb_dimension", "epoch", "eva_interval", "batch_size", "early_stop", "lr")},
+                    negatives=args.negatives)
     results = {"settings": settings, "runs": {}}
 
     def save(seed, run):

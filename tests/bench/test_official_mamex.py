@@ -1,6 +1,8 @@
 """bench/official/mamex_export.py feeds the official MAMEX code exactly bench/coldstart.py's split."""
 
 import os
+from collections import defaultdict
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -10,8 +12,9 @@ from bench.official import mamex_export, mamex_run
 from tfmtl.datasets import movielens
 
 OFFICIAL = os.environ.get("TFMTL_MAMEX_OFFICIAL", "/work/official/MAMEX")
-pytestmark = [pytest.mark.skipif(not movielens.is_available(), reason="MovieLens-100k not fetched"),
-              pytest.mark.skipif(not os.path.isdir(OFFICIAL), reason=f"no official MAMEX copy at {OFFICIAL}")]
+# the tests of the export need the data and the official copy; the sampler test below needs neither (runs in CI)
+needs_official = pytest.mark.skipif(not movielens.is_available() or not os.path.isdir(OFFICIAL),
+                                    reason=f"MovieLens-100k not fetched or no official MAMEX copy at {OFFICIAL}")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,7 @@ def rated_pairs(frame):
     return sorted(zip(rated["user_id"].astype(int) - 1, rated["movie_id"].astype(int) - 1))
 
 
+@needs_official
 def test_interaction_files_hold_our_split(exported):
     data, out, meta = exported
     assert meta["rows"] == {"train": 144616, "validation": 16069, "cold": 39315}
@@ -55,6 +59,7 @@ def test_interaction_files_hold_our_split(exported):
     assert max(every) + 1 == len(np.load(os.path.join(out, "image_feat.npy"))) == 1682
 
 
+@needs_official
 def test_item_features_line_up_with_item_ids(exported):
     data, out, _ = exported
     items = data.items.sort_values("movie_id").reset_index(drop=True)
@@ -77,6 +82,7 @@ def test_item_features_line_up_with_item_ids(exported):
     assert not np.allclose(text[0], text[1])
 
 
+@needs_official
 def test_exposures_and_rank_users_are_bench_coldstarts(exported):
     data, out, meta = exported
     validation = pd.read_csv(os.path.join(out, "validation_exposures.csv"))
@@ -90,6 +96,7 @@ def test_exposures_and_rank_users_are_bench_coldstarts(exported):
     assert [str(u + 1) for u in users] == sorted(str(u + 1) for u in users) == mamex_export.rank_users(data)
 
 
+@needs_official
 def test_runner_ranking_is_bench_coldstarts(exported):
     """mamex_run.rank_metrics gives bench/coldstart.py's ranking numbers on the same scores, ties included."""
     from bench.coldstart import ranking
@@ -113,8 +120,36 @@ def test_runner_ranking_is_bench_coldstarts(exported):
     assert got == pytest.approx(expected)
 
 
+@needs_official
 def test_runner_names_a_missing_official_checkout(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mamex_run.main(["--official", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o.json")])
     err = capsys.readouterr().err
     assert "--official" in err and "has no model.py / session.py" in err
+
+
+def test_warm_sampler_draws_negatives_from_training_items_only():
+    """--negatives warm: no negative is an item absent from the training data or a positive of its user.
+
+    A dataset shaped like loader.py's Loader4MM (train_data, allPos, trainItem, n_user, m_item): 12 items, of
+    which 0-4 are in the training data and 5-11 are cold (never a positive); user 0 rated 0, 1 and 2, so its
+    only admissible negatives are 3 and 4. The official PairSample (any of the 12 items) fails this test.
+    """
+    train = defaultdict(list, {0: [0, 1, 2], 1: [3], 2: [4, 0], 3: []})
+    dataset = SimpleNamespace(train_data=train, allPos=train, trainItem={i for items in train.values() for i in items},
+                              n_user=5, m_item=12)
+    assert dataset.trainItem == set(range(5))
+    np.random.seed(0)
+    drawn = defaultdict(set)
+    for _ in range(300):
+        rows = mamex_run.warm_pair_sample(dataset)
+        # the official sampler's rows: one per training pair, in the loader's order; user 3 has none
+        assert rows.shape == (6, 5)
+        assert [tuple(r) for r in rows[:, :2]] == [(0, 0), (0, 1), (0, 2), (1, 3), (2, 4), (2, 0)]
+        assert (rows[:, 3] < dataset.n_user).all() and (rows[:, 4] < dataset.m_item).all()
+        for user, _, negative in rows[:, :3]:
+            assert negative in dataset.trainItem, f"negative {negative} is not in the training data"
+            assert negative not in train[user], f"negative {negative} is a positive of user {user}"
+            drawn[int(user)].add(int(negative))
+    # every admissible warm item is drawn (a uniform draw over the warm items, not a fixed one)
+    assert drawn == {0: {3, 4}, 1: {0, 1, 2, 4}, 2: {1, 2, 3}}
