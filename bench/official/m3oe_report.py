@@ -72,6 +72,22 @@ def build(official_runs: dict, tfmtl: dict, notes: list[str]) -> dict:
             "notes": notes}
 
 
+def verdict(results: dict) -> str:
+    """The issue-33 verdict, from the numbers: where the official M3oE falls among tfmtl's models."""
+    models = results["models"]
+    official = models[SAME_MODEL]["official"]
+    best = results["ordering"]["tfmtl"][0]
+    best_mean = models[best]["tfmtl"]["mean"]
+    below = [n for n in results["ordering"]["tfmtl"] if models[n]["tfmtl"]["mean"] > official["mean"]]
+    stands = official["mean"] < best_mean
+    return (f"The official M3oE ({official['mean']:.4f} +- {official['std']:.4f}) scores below "
+            f"{len(below)} of tfmtl's {len(models)} models on the same rows, {best_mean - official['mean']:.4f} "
+            f"below the best ({LABELS.get(best, best)}); "
+            + ("it does not make M3oE beat the baselines, so tfmtl's negative result stands. "
+               if stands else "it beats tfmtl's best model, so tfmtl's negative result does not stand. ")
+            + "The official repository has no STAR or MMoE baseline, so its own ordering cannot be read.")
+
+
 def markdown(results: dict) -> str:
     lines = ["# M3oE: the official code on bench/multidomain.py's split", "",
              f"Official: {results['official_repo']} @ `{results['official_commit']}`. Metric: {METRIC}, "
@@ -92,7 +108,7 @@ def markdown(results: dict) -> str:
     for gap in results["gaps"]:
         lines.append(f"- {gap['model']}: official - tfmtl {gap['official_minus_tfmtl']:+.4f}, two seed spreads "
                      f"{gap['two_seed_spreads']:.4f}: {gap['explained_by']}")
-    lines += ["", "Notes:"] + [f"- {note}" for note in results["notes"]]
+    lines += ["", f"**Verdict:** {results['verdict']}", "", "Notes:"] + [f"- {note}" for note in results["notes"]]
     return "\n".join(lines) + "\n"
 
 
@@ -114,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             extra.update(json.load(f))
     results = build(official_runs, tfmtl, extra["notes"])
     results["gaps"][0]["explained_by"] = extra["explained_by"]
+    results["verdict"] = verdict(results)
     _report.write_json(args.out + ".json", results)
     _report.write_atomically(args.out + ".md", markdown(results))
     print(markdown(results))

@@ -142,6 +142,7 @@ def report(paths: list[str], tfmtl_paths: list[str], results: str | None) -> dic
            "models": models, "ordering": ordering, "gaps": gaps, "notes": NOTES,
            "official": {"summary": off_summary, "seeds": official},
            "tfmtl": tfmtl}
+    out["verdict"] = verdict(out)
     if results:
         write_atomically(results + ".json", json.dumps(out, indent=1))
         write_atomically(results + ".md", markdown(out))
@@ -234,6 +235,29 @@ NOTES: list[str] = [
 OFFICIAL_COMMIT = "13aa7049b216f1f390ea04766c91480d97aa6daa"
 
 
+def verdict(out: dict[str, Any]) -> str:
+    """The issue-33 verdict from the paired PID - static differences: does the official code agree with tfmtl?"""
+    def within(d: dict[str, Any]) -> bool:  # the paired difference is within two standard errors of 0
+        return d["mean"] is None or abs(d["mean"]) <= 2 * (d["std"] or 0) / max(len(d["per_seed"]), 1) ** 0.5
+
+    official = out["official"]["summary"]["best_of_all"]["morec_minus_static_imp"]
+    ours = {name: (t["at_official_preference"] or t["best_of_all"])["morec_minus_static_imp"]
+            for name, t in out["tfmtl"].items()}
+    agree = all(within(d) for d in ours.values())
+    text = (f"Official PID - static {official['mean'] * 100:+.1f} +- {official['std'] * 100:.1f} points of Imp "
+            f"({len(official['per_seed'])} seeds, paired); tfmtl "
+            + ", ".join(f"`{n}` {d['mean'] * 100:+.1f} +- {d['std'] * 100:.1f}" for n, d in ours.items())
+            + ". ")
+    if official["mean"] <= 0 or within(official):
+        text += ("The official code's PID does not beat its static weights either" + ("" if agree else
+                 " (tfmtl's own difference is not within noise everywhere)")
+                 + ", so the negative result is the method's at these settings, not tfmtl's. ")
+    else:
+        text += "The official code's PID beats its static weights where tfmtl's does not: a tfmtl difference to find. "
+    return text + ("Provisional: the official side has fewer than 3 seeds, one preference vector and a pretraining "
+                   "capped before convergence." if len(official["per_seed"]) < 3 else "")
+
+
 def markdown(out: dict[str, Any]) -> str:
     pref = out["preference"]
     lines = [f"# MoRec: official code (microsoft/UniRec@{OFFICIAL_COMMIT[:8]}) vs tfmtl on bench.morec's split", "",
@@ -279,4 +303,6 @@ def markdown(out: dict[str, Any]) -> str:
     lines += ["", "Ordering by mean best valid Imp: " + "; ".join(f"{k}: {' > '.join(v)}" for k, v in
                                                               out["ordering"].items()), "", "Notes:", ""]
     lines += [f"- {n}" for n in out["notes"]]
+    if out.get("verdict"):
+        lines += ["", f"**Verdict:** {out['verdict']}"]
     return "\n".join(lines) + "\n"
