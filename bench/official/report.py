@@ -42,11 +42,35 @@ def _cell(side: dict | None) -> str:
     return f"{side['mean']:.4f} +- {side.get('std') or 0:.4f}"
 
 
+def rows(data: dict) -> list[tuple[str, dict | None, dict | None, dict | None]]:
+    """``(label, official, tfmtl, gap)`` per model and pair of sides, in the file's order.
+
+    A side named ``official...`` is the official code (``official`` itself, or a diagnostic variant such as
+    ``official_warm_negatives``); any other side is a tfmtl setting (``tfmtl``, or named runs such as MoRec's
+    ``morec_mf``). A label names the sides that are not the plain ``official`` / ``tfmtl``. The gap is the
+    file's entry for that model (and setting, where the file names it with ``against``), its headline metric
+    first.
+    """
+    out = []
+    for name, sides in data["models"].items():
+        official = [k for k in sides if k.startswith("official")]
+        ours = [k for k in sides if not k.startswith("official")]
+        for o in official or [None]:
+            for t in ours or [None]:
+                tags = [k for k in (o, t) if k not in (None, "official", "tfmtl")]
+                label = name + (f" ({', '.join(tags)})" if tags else "")
+                gap = None
+                if o == "official":
+                    gap = next((g for g in data.get("gaps", []) if g["model"] == name
+                                and g.get("against", t) == t), None)
+                out.append((label, sides.get(o) if o else None, sides.get(t) if t else None, gap))
+    return out
+
+
 def paired_models(data: dict) -> list[tuple[str, dict, dict]]:
-    """The models both implementations ran: ``(name, official, tfmtl)``."""
-    return [(name, sides["official"], sides["tfmtl"]) for name, sides in data["models"].items()
-            if (sides.get("official") or {}).get("mean") is not None
-            and (sides.get("tfmtl") or {}).get("mean") is not None]
+    """The model rows both implementations ran: ``(label, official, tfmtl)``."""
+    return [(label, official, ours) for label, official, ours, _ in rows(data)
+            if (official or {}).get("mean") is not None and (ours or {}).get("mean") is not None]
 
 
 def markdown(papers: dict, png: str) -> str:
@@ -61,20 +85,21 @@ def markdown(papers: dict, png: str) -> str:
                   f"Official: {data['official_repo']} @ `{data['official_commit']}`; seeds {data['seeds']}; "
                   f"{metric}. Details: [official_{paper}.md](official_{paper}.md).", "",
                   "| model | official | tfmtl | official - tfmtl | > two seed spreads |", "|---|---|---|---|---|"]
-        gaps = {gap["model"]: gap for gap in data.get("gaps", [])}
-        for name, sides in data["models"].items():
-            official, ours = sides.get("official"), sides.get("tfmtl")
+        for label, official, ours, gap in rows(data):
             both = _cell(official) != "-" and _cell(ours) != "-"
-            gap = gaps.get(name)
             difference = f"{official['mean'] - ours['mean']:+.4f}" if both else ""
-            exceeds = "" if not both else ("yes" if gap and gap.get("exceeds", True) else "no")
-            lines.append(f"| {name} | {_cell(official)} | {_cell(ours)} | {difference} | {exceeds} |")
-        ordering = data.get("ordering", {})
-        lines += [""] + [f"- Ordering, {who}: {' > '.join(order)}" for who, order in ordering.items()]
+            spreads = 2 * max(official.get("std") or 0, ours.get("std") or 0) if both else 0.0
+            exceeds = "" if not both else ("yes" if (gap["exceeds"] if gap else abs(official["mean"] - ours["mean"])
+                                                     > spreads) else "no")
+            lines.append(f"| {label} | {_cell(official)} | {_cell(ours)} | {difference} | {exceeds} |")
+        lines += [""] + [f"- Ordering, {who}: {' > '.join(order)}"
+                         for who, order in data.get("ordering", {}).items() if isinstance(order, list)]
         for gap in data.get("gaps", []):
             if gap.get("exceeds", True):
-                lines.append(f"- Gap on {gap['model']} ({gap['official_minus_tfmtl']:+.4f}, two seed spreads "
-                             f"{gap['two_seed_spreads']:.4f}): {gap['explained_by']}")
+                against = ", ".join(str(gap[k]) for k in ("against", "metric") if k in gap)
+                lines.append(f"- Gap on {gap['model']}{f' ({against})' if against else ''} "
+                             f"({gap['official_minus_tfmtl']:+.4f}, two seed spreads {gap['two_seed_spreads']:.4f}): "
+                             f"{gap.get('explained_by') or 'not explained yet.'}")
         verdict = data.get("verdict")
         lines += ["", f"**Verdict:** {verdict}" if verdict else "**Verdict:** not written yet.", ""]
     lines += [f"![official against tfmtl per model]({os.path.basename(png)})", ""]

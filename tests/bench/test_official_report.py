@@ -40,3 +40,21 @@ def test_a_file_that_is_not_a_paper_result_is_named(tmp_path):
         report.load(str(tmp_path))
     with pytest.raises(SystemExit, match="no official_<paper>.json"):
         report.main(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+
+
+def test_named_tfmtl_settings_and_official_variants_get_their_own_rows(tmp_path):
+    side = lambda mean, std=0.001: {"mean": mean, "std": std, "metric": "Imp"}  # noqa: E731
+    paper = {"paper": "morec", "official_repo": "o/r", "official_commit": "b" * 40, "seeds": [0, 1],
+             "models": {"PID": {"official": side(0.57, 0.06), "morec_mf": side(0.23, 0.29),
+                                "official_warm": side(0.30)}},
+             "ordering": {"official": ["PID"], "by_metric": {"hit": ["PID"]}},
+             "gaps": [{"model": "PID", "against": "morec_mf", "official_minus_tfmtl": 0.34,
+                       "two_seed_spreads": 0.58, "exceeds": False, "explained_by": ""}]}
+    (tmp_path / "official_morec.json").write_text(json.dumps(paper))
+    report.main(["--results", str(tmp_path), "--out", str(tmp_path / "official")])
+    text = (tmp_path / "official.md").read_text()
+    assert "| PID (morec_mf) | 0.5700 +- 0.0600 | 0.2300 +- 0.2900 | +0.3400 | no |" in text
+    # no gap in the file for the variant: two seed spreads computed here, 0.07 > 2 x 0.29 is false
+    assert "| PID (official_warm, morec_mf) | 0.3000 +- 0.0010 | 0.2300 +- 0.2900 | +0.0700 | no |" in text
+    assert "- Ordering, official: PID" in text and "by_metric" not in text  # per-metric orderings stay per paper
+    assert [m[0] for m in report.paired_models(paper)] == ["PID (morec_mf)", "PID (official_warm, morec_mf)"]
