@@ -57,9 +57,12 @@ data: $(STAMP)
 # served prediction, two daily spans with a warm start, a run with the Tuner);
 # then the newest set (test-newest, below).
 # `make test-all` runs every slow test too (multi-worker training, the fresh-venv install, ...).
+# Two pytest-xdist workers (one per core of the CI machine; `make test TEST_WORKERS=` runs in one process); a
+# file's tests stay on one worker, so module fixtures are built once.
+TEST_WORKERS ?= -n 2 --dist loadfile
 CI_END_TO_END := tests/pipeline/test_pipeline.py tests/pipeline/test_spans.py tests/pipeline/test_tuner.py
 test: $(STAMP) data
-	$(PY) -m pytest -q --durations=20 -m "not slow"
+	$(PY) -m pytest -q $(TEST_WORKERS) --durations=20 -m "not slow"
 	$(PY) -m pytest -q --durations=5 -m slow $(CI_END_TO_END)
 	@$(MAKE) --no-print-directory test-newest
 
@@ -84,7 +87,8 @@ $(STAMP312): $(REQUIREMENTS) $(STAMP)
 # Every test that needs no TFX, in the newest set (from the checkout: the tests import it before the wheel), but
 # the benchmark scripts' own tests (bench/ runs on the pinned set), and the fuzz tests at 300 cases each (1,500 above).
 test-newest: $(STAMP312) data
-	TFMTL_FUZZ_EXAMPLES=300 $(VENV312)/bin/python -m pytest -q --durations=10 -m "not slow" --ignore=tests/pipeline \
+	TFMTL_FUZZ_EXAMPLES=300 $(VENV312)/bin/python -m pytest -q $(TEST_WORKERS) --durations=10 -m "not slow" \
+		--ignore=tests/pipeline \
 		--ignore=tests/bench
 
 lint: $(STAMP)
