@@ -121,6 +121,7 @@ def plot(papers: dict, path: str) -> None:
             axis.errorbar([i + (offset - 0.5) * 0.2 for i in x], values, yerr=errors, fmt="o", color=colour,
                           label=side, capsize=3)
         axis.set_xticks(list(x), [m[0] for m in models], rotation=20, ha="right")
+        axis.set_xlim(-0.6, len(models) - 0.4)  # a paper with one shared model keeps its two points together
         axis.set_title(paper)
         axis.legend()
     figure.tight_layout()
