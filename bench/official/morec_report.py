@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench._report import write_atomically
+from bench.official import seed_gap
 
 OFFICIAL_REPO = "microsoft/UniRec"
 METHODS = ("morec", "static")
@@ -185,11 +186,9 @@ def compare(official: dict[str, Any], off: dict[str, Any], tfmtl: dict[str, Any]
             if o["mean"] is None or t["mean"] is None:
                 continue
             # with one official seed its spread is unknown: tfmtl's seed spread is used alone
-            spread = 2 * max(o["std"], t["std"])
-            diff = o["mean"] - t["mean"]
-            gaps.append({"model": model, "against": name, "official_minus_tfmtl": diff, "two_seed_spreads": spread,
-                         "exceeds": abs(diff) > spread,
-                         "explained_by": EXPLAINED.get((model, name), "") if abs(diff) > spread else ""})
+            gap = seed_gap(o, t)
+            gaps.append({"model": model, "against": name, **gap,
+                         "explained_by": EXPLAINED.get((model, name), "") if gap["exceeds"] else ""})
     return models, ordering, gaps
 
 

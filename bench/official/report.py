@@ -17,6 +17,7 @@ import json
 import os
 
 from bench import _report
+from bench.official import seed_gap
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
 PAPERS = ("m3oe", "mamex", "morec")  # the order of the table; others follow by name
@@ -88,9 +89,7 @@ def markdown(papers: dict, png: str) -> str:
         for label, official, ours, gap in rows(data):
             both = _cell(official) != "-" and _cell(ours) != "-"
             difference = f"{official['mean'] - ours['mean']:+.4f}" if both else ""
-            spreads = 2 * max(official.get("std") or 0, ours.get("std") or 0) if both else 0.0
-            exceeds = "" if not both else ("yes" if (gap["exceeds"] if gap else abs(official["mean"] - ours["mean"])
-                                                     > spreads) else "no")
+            exceeds = "" if not both else ("yes" if (gap or seed_gap(official, ours))["exceeds"] else "no")
             lines.append(f"| {label} | {_cell(official)} | {_cell(ours)} | {difference} | {exceeds} |")
         lines += [""] + [f"- Ordering, {who}: {' > '.join(order)}"
                          for who, order in data.get("ordering", {}).items() if isinstance(order, list)]

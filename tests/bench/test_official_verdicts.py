@@ -40,3 +40,11 @@ def test_morec_verdict_agrees_when_neither_pid_beats_static():
 def test_morec_verdict_names_a_tfmtl_difference_when_the_official_pid_wins():
     text = morec_report.verdict(_morec([0.20, 0.21, 0.22], [0.0, 0.001, -0.001]))
     assert "beats its static weights where tfmtl's does not" in text and "Provisional" not in text
+
+
+def test_seed_gap_is_twice_the_larger_spread_and_a_missing_spread_counts_as_zero():
+    from bench.official import seed_gap
+    gap = seed_gap({"mean": 0.78, "std": 0.001}, {"mean": 0.79, "std": 0.004})
+    assert gap["two_seed_spreads"] == 0.008 and gap["exceeds"] and abs(gap["official_minus_tfmtl"] + 0.01) < 1e-12
+    assert seed_gap({"mean": 0.5, "std": None}, {"mean": 0.49, "std": 0.006}) == {
+        "official_minus_tfmtl": 0.5 - 0.49, "two_seed_spreads": 0.012, "exceeds": False}
